@@ -1,0 +1,128 @@
+"""A typed, partial model of Tetragon's JSON export (protojson, snake_case names).
+
+Only the fields the shipped rules, summaries, egress classification and sink
+mappings read are typed here: msgspec skips everything else without building
+Python objects for it, which is what makes one decode per event cheap.  Fields
+a user rule names that this model lacks are still reachable: the path compiler
+(`transforms.paths`) falls back to a generic decode of the event for them.
+
+Sub-objects whose *presence* matters more than their shape (`binary_properties`,
+`process_credentials`, kprobe `args`) stay plain dicts, so that a key present
+with value 0 (root!) is distinguishable from an absent one.
+
+Schema: cilium/tetragon api/v1/tetragon/tetragon.proto and events.proto.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+Obj = dict[str, Any]
+
+
+class Image(msgspec.Struct, gc=False):
+    id: str | None = None
+    name: str | None = None
+
+
+class Container(msgspec.Struct, gc=False):
+    id: str | None = None
+    name: str | None = None
+    image: Image | None = None
+    start_time: str | None = None
+    pid: int | None = None
+
+
+class Pod(msgspec.Struct, gc=False):
+    namespace: str | None = None
+    name: str | None = None
+    container: Container | None = None
+    pod_labels: dict[str, str] | None = None
+    workload: str | None = None
+    workload_kind: str | None = None
+
+
+class Process(msgspec.Struct, gc=False):
+    exec_id: str | None = None
+    pid: int | None = None
+    uid: int | None = None
+    cwd: str | None = None
+    binary: str | None = None
+    arguments: str | None = None
+    flags: str | None = None
+    start_time: str | None = None
+    auid: int | None = None
+    pod: Pod | None = None
+    docker: str | None = None
+    parent_exec_id: str | None = None
+    tid: int | None = None
+    process_credentials: Obj | None = None
+    binary_properties: Obj | None = None
+
+
+class EventBody(msgspec.Struct, gc=False):
+    """The object under an event-type key (process_exec, process_kprobe, ...).
+
+    One struct serves every type: the types share `process`/`parent`, and the
+    type-specific fields are simply absent where they do not apply.
+    """
+
+    process: Process | None = None
+    parent: Process | None = None
+    # process_kprobe / tracepoint / uprobe / lsm / usdt
+    function_name: str | None = None
+    policy_name: str | None = None
+    args: list[Obj] | None = None
+    action: str | None = None
+    message: str | None = None
+    tags: list[str] | None = None
+    # process_tracepoint
+    subsys: str | None = None
+    event: str | None = None
+    # process_uprobe / usdt
+    path: str | None = None
+    symbol: str | None = None
+    # process_loader
+    buildid: str | None = None
+    # process_exit
+    signal: str | None = None
+    status: int | None = None
+
+
+class TetragonEvent(msgspec.Struct, gc=False):
+    """One exported event: exactly one event-type key is normally set."""
+
+    time: str | None = None
+    node_name: str | None = None
+    cluster_name: str | None = None
+    process_exec: EventBody | None = None
+    process_exit: EventBody | None = None
+    process_kprobe: EventBody | None = None
+    process_tracepoint: EventBody | None = None
+    process_uprobe: EventBody | None = None
+    process_lsm: EventBody | None = None
+    process_usdt: EventBody | None = None
+    process_loader: EventBody | None = None
+    process_throttle: Obj | None = None
+    rate_limit_info: Obj | None = None
+
+
+# Ordered by how common each type is in a real export, because the type is
+# found by probing these attributes in turn.
+KNOWN_TYPES: tuple[str, ...] = (
+    "process_exec",
+    "process_exit",
+    "process_kprobe",
+    "process_loader",
+    "process_tracepoint",
+    "process_uprobe",
+    "process_lsm",
+    "process_usdt",
+    "process_throttle",
+    "rate_limit_info",
+)
+
+# Top-level keys that are not the event type.
+COMMON_KEYS = frozenset({"time", "node_name", "cluster_name", "aggregation_info", "tetrapipe"})

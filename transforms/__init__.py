@@ -1,0 +1,1 @@
+"""Pure, synchronous transforms compiled once at load: `tag` (categories) and `classify` (CIDR zones)."""
