@@ -1,0 +1,147 @@
+"""The `tetrapipe` command line: only argument parsing and wiring; the work is elsewhere."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from pipeline import __version__
+from pipeline.config import (ConfigFileError, build_classifier, build_tagger, load_config, resolve_cidrs)
+from pipeline.deadletter import FileDeadLetter
+from pipeline.process import Processor
+from pipeline.runner import EXIT_FAILED, Pipeline
+from pipeline.sources import FileSource, StdinSource
+from pipeline.stats import Stats
+from sinks.base import Selection
+from sinks.stdout import StdoutSink
+from transforms.docs import categories_markdown, categories_table
+
+RUN_EXAMPLES = """\
+examples:
+  tetrapipe run < tetragon.log                      tag every event, JSON lines out
+  kubectl logs -n kube-system ds/tetragon -c export-stdout -f | tetrapipe run --format summary
+  tetrapipe run --input tetragon.log --only sudo --only suid --format summary
+  POD_CIDR=10.244.0.0/16 SERVICE_CIDR=10.96.0.0/12 tetrapipe run < events.jsonl
+  tetrapipe run --config tetrapipe.yaml --dead-letter bad.jsonl < events.jsonl
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tetrapipe",
+        description="Tag Cilium Tetragon events with the observability policy library's categories, "
+                    "classify connection destinations by CIDR, and forward them.",
+        epilog="Run 'tetrapipe COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"tetrapipe {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser("run", help="process events (default: stdin → stdout)", epilog=RUN_EXAMPLES,
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              description="Read Tetragon JSON events (raw, CRI log lines, or Fluent Bit/Vector "
+                                          "records), tag and classify them, and write them out.")
+    run.add_argument("--input", metavar="FILE", help="read this file instead of stdin")
+    run.add_argument("--config", metavar="FILE", help="config file (library overrides, egress zones)")
+    run.add_argument("--pod-cidr", action="append", metavar="CIDR",
+                     help="pod CIDR (repeatable; default: $POD_CIDR, comma-separated, or the config file)")
+    run.add_argument("--service-cidr", action="append", metavar="CIDR",
+                     help="service CIDR (repeatable; default: $SERVICE_CIDR or the config file)")
+    run.add_argument("--dead-letter", metavar="FILE", help="append records that cannot be decoded to FILE, unchanged")
+    run.add_argument("--format", choices=("json", "summary"), default="json",
+                     help="json: every event with a 'tetrapipe' key (default); summary: one line per tagged event")
+    run.add_argument("--only", action="append", metavar="CATEGORY", default=[],
+                     help="output only events with this category (repeatable)")
+    run.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
+                     help="on SIGTERM/SIGINT, time allowed to deliver what was read (default 30)")
+    run.add_argument("--quiet", action="store_true", help="no count summary on stderr at exit")
+
+    cats = commands.add_parser("categories", help="list the category library",
+                               description="List the categories: id, group, description.")
+    cats.add_argument("--config", metavar="FILE", help="include this config file's library overrides")
+    cats.add_argument("--markdown", action="store_true", help="print the library documentation page")
+
+    check = commands.add_parser("check-config", help="validate a config file",
+                                description="Validate a config file: every wrong key or type is named by its path.")
+    check.add_argument("file", metavar="FILE")
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    tagger = build_tagger(config.library)
+    unknown = sorted(set(args.only) - tagger.ids)
+    if unknown:
+        raise ConfigFileError(f"--only: unknown category {', '.join(unknown)}; known: {', '.join(sorted(tagger.ids))}")
+    classifier = build_classifier(
+        config.egress,
+        resolve_cidrs(args.pod_cidr, "POD_CIDR", config.egress.pod_cidrs),
+        resolve_cidrs(args.service_cidr, "SERVICE_CIDR", config.egress.service_cidrs),
+    )
+    source = FileSource(args.input) if args.input else StdinSource()
+    selection = Selection(categories=frozenset(args.only), untagged=not args.only)
+    sink = StdoutSink(args.format, selection)
+    dead_letter = FileDeadLetter(args.dead_letter) if args.dead_letter else None
+    stats = Stats()
+    pipeline = Pipeline(source, Processor(tagger, classifier), [sink], dead_letter=dead_letter, stats=stats,
+                        grace=args.grace)
+    code = asyncio.run(_run_with_signals(pipeline))
+    if not args.quiet:
+        stats.write_summary(sys.stderr)
+    return code
+
+
+async def _run_with_signals(pipeline: Pipeline) -> int:
+    loop = asyncio.get_running_loop()
+    signals_seen = 0
+
+    def on_signal() -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        if signals_seen > 1:  # a second signal: the operator does not want to wait
+            sys.stderr.write("tetrapipe: second signal, exiting now without draining\n")
+            os._exit(EXIT_FAILED)
+        pipeline.request_stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        return await pipeline.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def cmd_categories(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    tagger = build_tagger(config.library)
+    categories = [c.category for c in tagger.categories]
+    sys.stdout.write(categories_markdown(categories) if args.markdown else categories_table(categories))
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.file)
+    tagger = build_tagger(config.library)
+    build_classifier(config.egress, config.egress.pod_cidrs, config.egress.service_cidrs)
+    print(f"{args.file}: valid ({len(tagger.categories)} categories, {len(config.egress.zones)} custom zones)")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "categories": cmd_categories, "check-config": cmd_check_config}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigFileError as exc:
+        sys.stderr.write(f"tetrapipe: invalid configuration: {exc}\n")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""The run loop: source → process → sinks (+ dead letter) → committer.
+
+Two tasks joined by a bounded queue of batches (`max_in_flight`):
+- the reader pulls a batch from the source, processes it synchronously
+  (decode, classify, tag, render), registers it with the committer and puts it
+  on the queue — blocking when the queue is full, which is what holds the
+  source back when sinks are slow (no unbounded buffering anywhere);
+- the writer delivers each batch to every sink that selected some of its
+  events, and its bad records to the dead-letter path, concurrently; retries
+  retryable sink failures with backoff for as long as it takes (an outage is
+  never turned into a drop); then acknowledges the batch to the committer.
+
+Shutdown (`request_stop`, wired to SIGTERM/SIGINT by the CLI): the source stops
+reading, the writer drains what is queued, the committer commits, within
+`grace` seconds.  What cannot be delivered by then is not committed, so a
+source that can replay (Kafka, a checkpointed file) redoes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from pipeline.commit import Committer
+from pipeline.envelope import Batch, Envelope
+from pipeline.process import Processor
+from pipeline.report import BadInputReporter
+from pipeline.sources.base import Source, SourceError
+from pipeline.stats import Stats
+from sinks.base import Sink, SinkClosed, SinkError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INPUT_UNREADABLE = 2
+
+
+class RetryPolicy:
+    """Exponential backoff with full jitter, capped; a server's retry hint wins when given."""
+
+    def __init__(self, initial: float = 0.1, maximum: float = 30.0) -> None:
+        self.initial = initial
+        self.maximum = maximum
+
+    def delay(self, attempt: int, hint: float | None) -> float:
+        if hint is not None and hint >= 0:
+            return min(hint, self.maximum)
+        return random.uniform(0, min(self.maximum, self.initial * (2 ** attempt)))
+
+
+class Pipeline:
+    def __init__(self, source: Source, processor: Processor, sinks: Sequence[Sink], *,
+                 dead_letter: Sink | None = None, stats: Stats | None = None,
+                 reporter: BadInputReporter | None = None, committer: Committer | None = None,
+                 max_in_flight: int = 8, grace: float = 30.0, retry: RetryPolicy | None = None,
+                 log: TextIO | None = None) -> None:
+        self.source = source
+        self.processor = processor
+        self.sinks = list(sinks)
+        self.dead_letter = dead_letter
+        self.stats = stats or Stats()
+        self.reporter = reporter or BadInputReporter(describe=source.describe)
+        self.committer = committer or Committer(source.commit)
+        self.grace = grace
+        self.retry = retry or RetryPolicy()
+        self.log = log if log is not None else sys.stderr
+        self._queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=max(1, max_in_flight))
+        self._stopping = asyncio.Event()
+        self._deadline: float | None = None
+        self.exit_code = EXIT_OK
+        self.undelivered = 0
+
+    # -- lifecycle ---------------------------------------------------------
+    def request_stop(self) -> None:
+        """Begin a graceful stop: no more reading; drain and commit within `grace`."""
+        if not self._stopping.is_set():
+            self._deadline = time.monotonic() + self.grace
+            self._stopping.set()
+            self.source.stop()
+
+    async def run(self) -> int:
+        try:
+            await self.source.start()
+        except SourceError as exc:
+            self._say(f"tetrapipe: {exc}")
+            return EXIT_INPUT_UNREADABLE
+        started: list[Any] = []
+        try:
+            for component in [*self.sinks, *([self.dead_letter] if self.dead_letter else [])]:
+                await component.start()
+                started.append(component)
+            reader = asyncio.create_task(self._read(), name="tetrapipe-reader")
+            writer = asyncio.create_task(self._write(), name="tetrapipe-writer")
+            await self._supervise(reader, writer)
+        finally:
+            for component in reversed(started):
+                await component.close()
+            await self.source.close()
+            self.reporter.close()
+        return self.exit_code
+
+    async def _supervise(self, reader: asyncio.Task[None], writer: asyncio.Task[None]) -> None:
+        stop_wait = asyncio.create_task(self._stopping.wait())
+        pending: set[asyncio.Task[Any]] = {reader, writer}
+        while writer in pending:
+            waiting = pending | ({stop_wait} if not stop_wait.done() else set())
+            timeout = None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
+            done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if not done:  # the grace period ran out
+                self._say("tetrapipe: shutdown grace period exceeded; undelivered batches are not committed")
+                self.exit_code = EXIT_FAILED
+                break
+            pending -= done
+            if reader in done and reader.exception() is not None:
+                exc = reader.exception()
+                self._say(f"tetrapipe: {exc}")
+                self.exit_code = EXIT_INPUT_UNREADABLE if isinstance(exc, SourceError) else EXIT_FAILED
+                self.request_stop()
+                break
+            if writer in done and writer.exception() is not None:
+                self._report_writer_failure(writer.exception())
+                break
+        for task in (reader, writer, stop_wait):
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(reader, writer, stop_wait, return_exceptions=True)
+        self.undelivered += self._queue.qsize()
+
+    def _report_writer_failure(self, exc: BaseException | None) -> None:
+        self.source.stop()
+        if isinstance(exc, SinkClosed):
+            self._say(f"tetrapipe: {exc}; stopping")
+            return
+        self._say(f"tetrapipe: {exc}")
+        self.exit_code = EXIT_FAILED
+
+    # -- the two tasks -------------------------------------------------------
+    async def _read(self) -> None:
+        try:
+            async for batch in self.source.batches():
+                self.processor.process(batch)
+                self.stats.count_batch(batch.envelopes)
+                for env in batch.envelopes:
+                    if env.error is not None:
+                        self.reporter.report(env)
+                self.committer.register(batch)
+                await self._queue.put(batch)
+                if self._stopping.is_set():
+                    break
+        finally:
+            await self._queue.put(None)
+
+    async def _write(self) -> None:
+        while (batch := await self._queue.get()) is not None:
+            await self._deliver(batch)
+            self.committer.ack(batch)
+            await self.committer.maybe_commit()
+        await self.committer.maybe_commit(force=True)
+
+    async def _deliver(self, batch: Batch) -> None:
+        writes = []
+        for sink in self.sinks:
+            selected = [e for e in batch.envelopes if e.decoded is not None and sink.selection.selects(e)]
+            self.stats.filtered[sink.name] += sum(1 for e in batch.envelopes if e.decoded is not None) - len(selected)
+            if selected:
+                writes.append(self._write_with_retry(sink, selected))
+        bad = [e for e in batch.envelopes if e.error is not None and e.error.reason != "blank"]
+        if bad and self.dead_letter is not None:
+            writes.append(self._write_with_retry(self.dead_letter, bad, dead_letter=True))
+        if writes:
+            await asyncio.gather(*writes)
+
+    async def _write_with_retry(self, sink: Sink, envelopes: list[Envelope], dead_letter: bool = False) -> None:
+        attempt = 0
+        while True:
+            try:
+                await sink.write(envelopes)
+            except SinkError as exc:
+                self.stats.sink_errors[sink.name] += 1
+                if not exc.retryable:
+                    raise
+                if self._deadline is not None and time.monotonic() >= self._deadline:
+                    raise
+                delay = self.retry.delay(attempt, exc.retry_after)
+                self.stats.sink_retries[sink.name] += 1
+                if attempt == 0 or attempt % 10 == 0:
+                    self._say(f"tetrapipe: {sink.name}: {exc}; retrying (attempt {attempt + 1}, in {delay:.1f}s)")
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            if dead_letter:
+                self.stats.dead_lettered += len(envelopes)
+            else:
+                self.stats.sent[sink.name] += len(envelopes)
+            return
+
+    def _say(self, message: str) -> None:
+        self.log.write(message + "\n")
+        self.log.flush()
