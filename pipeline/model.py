@@ -22,8 +22,11 @@ import msgspec
 Obj = dict[str, Any]
 
 
+# Every typed field costs an allocation per event (and its release), so the
+# model holds what rules, summaries and sink mappings read — no more.
+
+
 class Image(msgspec.Struct, gc=False):
-    id: str | None = None
     name: str | None = None
 
 
@@ -31,17 +34,12 @@ class Container(msgspec.Struct, gc=False):
     id: str | None = None
     name: str | None = None
     image: Image | None = None
-    start_time: str | None = None
-    pid: int | None = None
 
 
 class Pod(msgspec.Struct, gc=False):
     namespace: str | None = None
     name: str | None = None
     container: Container | None = None
-    pod_labels: dict[str, str] | None = None
-    workload: str | None = None
-    workload_kind: str | None = None
 
 
 class Process(msgspec.Struct, gc=False):
@@ -51,15 +49,16 @@ class Process(msgspec.Struct, gc=False):
     cwd: str | None = None
     binary: str | None = None
     arguments: str | None = None
-    flags: str | None = None
-    start_time: str | None = None
-    auid: int | None = None
     pod: Pod | None = None
-    docker: str | None = None
     parent_exec_id: str | None = None
-    tid: int | None = None
     process_credentials: Obj | None = None
     binary_properties: Obj | None = None
+
+
+class Parent(msgspec.Struct, gc=False):
+    exec_id: str | None = None
+    pid: int | None = None
+    binary: str | None = None
 
 
 class EventBody(msgspec.Struct, gc=False):
@@ -70,25 +69,18 @@ class EventBody(msgspec.Struct, gc=False):
     """
 
     process: Process | None = None
-    parent: Process | None = None
+    parent: Parent | None = None
     # process_kprobe / tracepoint / uprobe / lsm / usdt
     function_name: str | None = None
     policy_name: str | None = None
     args: list[Obj] | None = None
     action: str | None = None
-    message: str | None = None
-    tags: list[str] | None = None
     # process_tracepoint
     subsys: str | None = None
     event: str | None = None
-    # process_uprobe / usdt
+    # process_uprobe / usdt: path and symbol; process_loader: path
     path: str | None = None
     symbol: str | None = None
-    # process_loader
-    buildid: str | None = None
-    # process_exit
-    signal: str | None = None
-    status: int | None = None
 
 
 class TetragonEvent(msgspec.Struct, gc=False):

@@ -11,8 +11,6 @@ not re-encoded, so fields tetrapipe does not model pass through untouched.
 from __future__ import annotations
 
 import time
-from typing import Any
-
 import msgspec
 
 from pipeline.codec import BadInput, Decoded, LineDecoder
@@ -28,16 +26,13 @@ _KEY = b'"tetrapipe"'
 
 def tetrapipe_object(tags: Tags, decoded: Decoded) -> bytes:
     """The `tetrapipe` value of the output contract, as JSON bytes."""
-    if not tags.categories and decoded.egress is None:
+    egress = decoded.egress
+    if not tags.categories and egress is None:
         return _EMPTY_TP
-    obj: dict[str, Any] = {
-        "categories": tags.categories,
-        "groups": tags.groups,
-        "summaries": tags.summaries,
-    }
-    if decoded.egress is not None:
-        obj["egress"] = decoded.egress
-    return _encode(obj)
+    summaries = _encode(tags.summaries) if tags.summaries else b"{}"
+    if egress is None:
+        return b"".join((tags.head, summaries, b"}"))
+    return b"".join((tags.head, summaries, b',"egress":', _encode(egress), b"}"))
 
 
 def enriched(decoded: Decoded, tp: bytes) -> bytes:

@@ -162,9 +162,12 @@ class Pipeline:
 
     async def _deliver(self, batch: Batch) -> None:
         writes = []
+        good = [e for e in batch.envelopes if e.decoded is not None]
         for sink in self.sinks:
-            selected = [e for e in batch.envelopes if e.decoded is not None and sink.selection.selects(e)]
-            self.stats.filtered[sink.name] += sum(1 for e in batch.envelopes if e.decoded is not None) - len(selected)
+            selection = sink.selection
+            selected = good if selection.all else [e for e in good if selection.selects(e)]
+            if len(selected) != len(good):
+                self.stats.filtered[sink.name] += len(good) - len(selected)
             if selected:
                 writes.append(self._write_with_retry(sink, selected))
         bad = [e for e in batch.envelopes if e.error is not None and e.error.reason != "blank"]

@@ -39,6 +39,11 @@ class Selection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     groups: frozenset[str] = frozenset()
     untagged: bool = True
 
+    @property
+    def all(self) -> bool:
+        """True when every event is selected (the common case, checked once per batch)."""
+        return self.untagged and not self.categories and not self.groups
+
     def selects(self, env: Envelope) -> bool:
         tags = env.tags
         if not tags.categories:

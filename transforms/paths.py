@@ -10,6 +10,8 @@ event, made lazily once per event and only when such a path is used.
 
 from __future__ import annotations
 
+import functools
+import keyword
 import re
 from typing import Any
 
@@ -42,9 +44,15 @@ def parse_steps(text: str) -> tuple[str | int, ...]:
     return tuple(steps)
 
 
+@functools.cache
+def type_info(root: type) -> Any:
+    """msgspec's description of a model type (slow to build: once per type)."""
+    return msgspec.inspect.type_info(root)
+
+
 def _is_typed(root: type, steps: tuple[str | int, ...]) -> bool:
     """True when every step stays inside the typed model (dict/Any regions count)."""
-    info: Any = msgspec.inspect.type_info(root)
+    info: Any = type_info(root)
     for step in steps:
         while isinstance(info, msgspec.inspect.UnionType):
             non_null = [t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
@@ -102,3 +110,49 @@ class Path:
 
     def __repr__(self) -> str:
         return f"Path({self.text!r})"
+
+
+def _step_kinds(root: type, steps: tuple[str | int, ...]) -> list[str]:
+    """For each step, what the object it applies to is: 'struct', 'dict' or 'list'."""
+    kinds: list[str] = []
+    info: Any = type_info(root)
+    for step in steps:
+        while isinstance(info, msgspec.inspect.UnionType):
+            info = next(t for t in info.types if not isinstance(t, msgspec.inspect.NoneType))
+        if isinstance(info, msgspec.inspect.StructType):
+            kinds.append("struct")
+            info = next(f for f in info.fields if f.encode_name == step).type
+        elif isinstance(info, msgspec.inspect.ListType):
+            kinds.append("list")
+            info = info.item_type
+        else:  # dict / Any: from here on plain JSON values
+            kinds.append("dict" if isinstance(step, str) else "list")
+            info = msgspec.inspect.AnyType()
+    return kinds
+
+
+def compile_getter(path: Path, *, relative_to_body: bool) -> Any:
+    """A specialised function `get(obj)` for a typed path, generated once.
+
+    Attribute steps on typed structs become plain attribute reads; dict and
+    list steps are type-checked.  When `obj` is a plain dict (the event did not
+    fit the typed model and was decoded generically), the generic walker runs.
+    """
+    if not path.typed:
+        return path.resolve
+    kinds = _step_kinds(EventBody if relative_to_body else TetragonEvent, path.steps)
+    lines = ["def get(o):", "    if type(o) is dict:", "        return resolve(o)"]
+    for step, kind in zip(path.steps, kinds, strict=True):
+        if kind == "struct":
+            read = f"o.{step}" if not keyword.iskeyword(str(step)) else f"getattr(o, {step!r})"
+            lines += ["    if o is None:", "        return None", f"    o = {read}"]
+        elif kind == "dict":
+            lines += ["    if type(o) is not dict:", "        return None", f"    o = o.get({step!r})"]
+        else:
+            index = int(step)
+            bound = f"len(o) <= {index}" if index >= 0 else f"len(o) < {-index}"
+            lines += [f"    if type(o) is not list or {bound}:", "        return None", f"    o = o[{index}]"]
+    lines.append("    return o")
+    namespace: dict[str, Any] = {"resolve": path.resolve}
+    exec("\n".join(lines), namespace)  # noqa: S102 - source built from validated identifiers and ints only
+    return namespace["get"]

@@ -17,6 +17,8 @@ from typing import Any
 import msgspec
 
 from pipeline.codec import Decoded
+from pipeline.model import TetragonEvent
+from transforms.codegen import AccessPlan
 from transforms.paths import Path, PathError
 
 _INTERPOLATION = re.compile(r"\\\((.*?)\)(?=[^)]|$)")
@@ -62,32 +64,61 @@ def jq_text(value: Any) -> str:
 
 
 class Template:
-    """A compiled summary template; `render(decoded)` returns the line."""
+    """A compiled summary template; `render(decoded)` returns the line.
 
-    __slots__ = ("text", "_pieces")
+    Compiled into one generated function: literal pieces are constants, each
+    interpolated path is read once (typed paths from the typed root, others
+    from the generic decode), and strings are inserted without a call.
+    """
+
+    __slots__ = ("text", "render_root", "render_generic", "_generic")
 
     def __init__(self, text: str, where: str) -> None:
         self.text = text
-        pieces: list[str | tuple[Path, bool]] = []
+        plan = AccessPlan(TetragonEvent, "r")
+        namespace: dict[str, Any] = {"jq_text": jq_text}
+        parts: list[str] = []
+        generic_parts: list[str] = []
         pos = 0
+        self._generic = False
         for m in _INTERPOLATION.finditer(text):
-            pieces.append(text[pos:m.start()])
+            if m.start() > pos:
+                literal = self._const(namespace, text[pos:m.start()])
+                parts.append(literal)
+                generic_parts.append(literal)
             try:
                 path = Path(m.group(1).strip(), relative_to_body=False)
             except PathError as exc:
                 raise TemplateError(f"{where}: {exc} (only simple paths like .a.b[0].c are supported)") from None
-            pieces.append((path, path.typed))
+            if path.typed:
+                value = plan.expr(path)
+            else:
+                self._generic = True
+                value = f"{self._const(namespace, path.resolve)}(g)"
+            parts.append(f"(_x if type(_x := {value}) is str else jq_text(_x))")
+            generic_parts.append(f"jq_text({self._const(namespace, path.resolve)}(g))")
             pos = m.end()
-        pieces.append(text[pos:])
-        self._pieces = tuple(p for p in pieces if p != "")
+        if pos < len(text):
+            literal = self._const(namespace, text[pos:])
+            parts.append(literal)
+            generic_parts.append(literal)
+        body = " + ".join(parts) if parts else "''"
+        generic_body = " + ".join(generic_parts) if generic_parts else "''"
+        source = "\n".join(["def render(r, g):", *(f"    {line}" for line in plan.prologue),
+                            f"    return {body}", "",
+                            "def render_generic(g):", f"    return {generic_body}", ""])
+        exec(source, namespace)  # noqa: S102 - built from validated paths and named constants only
+        self.render_root = namespace["render"]
+        self.render_generic = namespace["render_generic"]
+
+    @staticmethod
+    def _const(namespace: dict[str, Any], value: Any) -> str:
+        name = f"_k{len(namespace)}"
+        namespace[name] = value
+        return name
 
     def render(self, decoded: Decoded) -> str:
-        out: list[str] = []
-        for piece in self._pieces:
-            if type(piece) is str:
-                out.append(piece)
-            else:
-                path, typed = piece  # type: ignore[misc]
-                root = decoded.root if typed else decoded.generic_root()
-                out.append(jq_text(path.resolve(root)))
-        return "".join(out)
+        root = decoded.root
+        if type(root) is dict:  # did not fit the typed model: all paths read the generic view
+            return self.render_generic(root)  # type: ignore[no-any-return]
+        return self.render_root(root, decoded.generic_root() if self._generic else None)  # type: ignore[no-any-return]

@@ -1,29 +1,37 @@
 """`tag`: the library categories an event belongs to, with their summary lines.
 
-`Tagger` is compiled once from the library (`transforms.library`): each
-category's match becomes one predicate (`transforms.rules`), indexed by the
-event types it can match, and its summary templates are compiled.  `tag()` is
-pure: it reads the decoded event (and the `classify` result already attached
-to it) and returns a `Tags`; it does no I/O.
+`Tagger` is compiled once from the library (`transforms.library`): for each
+event type, the categories that can match it are compiled together into one
+generated function (`transforms.rules.compile_matcher`) that reads each field
+once; bodies that did not fit the typed model use per-category predicates.
+Summary templates are compiled too (`transforms.summary`).  `tag()` is pure:
+it reads the decoded event (and the `classify` result already attached to it)
+and returns a `Tags`; it does no I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
 
 from pipeline.codec import Decoded
 from transforms.library import Category
-from transforms.rules import Predicate, compile_condition, event_types
+from transforms.rules import Predicate, compile_condition, compile_matcher, event_types
 from transforms.summary import Template
+
+_encode = msgspec.json.Encoder().encode
 
 
 class CompiledCategory:
-    __slots__ = ("id", "group", "category", "predicate", "summary", "cases")
+    __slots__ = ("id", "group", "category", "types", "predicate", "summary", "cases")
 
     def __init__(self, category: Category, where: str) -> None:
         self.id = category.id
         self.group = category.group
         self.category = category
+        self.types = event_types(category.match)
         self.predicate: Predicate = compile_condition(category.match, category.params, f"{where}.match")
         self.summary = Template(category.summary, f"{where}.summary") if category.summary else None
         self.cases = tuple(
@@ -40,17 +48,54 @@ class CompiledCategory:
 
 
 class Tags:
-    """The categories of one event (sorted ids), their groups and summaries."""
+    """The categories of one event (sorted ids), their groups and summaries.
 
-    __slots__ = ("categories", "groups", "summaries")
+    `head` is the JSON of the output contract's `tetrapipe` object up to the
+    summaries value (`{"categories":[…],"groups":[…],"summaries":`), shared by
+    every event with the same categories.
+    """
 
-    def __init__(self, categories: tuple[str, ...], groups: tuple[str, ...], summaries: dict[str, str]) -> None:
+    __slots__ = ("categories", "groups", "summaries", "head")
+
+    def __init__(self, categories: tuple[str, ...], groups: tuple[str, ...], summaries: dict[str, str],
+                 head: bytes) -> None:
         self.categories = categories
         self.groups = groups
         self.summaries = summaries
+        self.head = head
 
 
-NO_TAGS = Tags((), (), {})
+def _head(categories: tuple[str, ...], groups: tuple[str, ...]) -> bytes:
+    return b"".join((b'{"categories":', _encode(categories), b',"groups":', _encode(groups), b',"summaries":'))
+
+
+NO_TAGS = Tags((), (), {}, _head((), ()))
+
+
+class _TypeMatcher:
+    """The categories that can match one event type, sorted by id, and their generated matcher."""
+
+    __slots__ = ("categories", "fast", "_shapes")
+
+    def __init__(self, categories: tuple[CompiledCategory, ...]) -> None:
+        self.categories = categories
+        self.fast: Callable[[Any], list[int]] | None = compile_matcher(
+            [(c.category.match, c.category.params, f"category {c.id!r}.match", c.types is not None)
+             for c in categories]) if categories else None
+        self._shapes: dict[tuple[int, ...], tuple[tuple[CompiledCategory, ...], tuple[str, ...],
+                                                  tuple[str, ...], bytes]] = {}
+
+    def shape(self, hits: tuple[int, ...]) -> tuple[tuple[CompiledCategory, ...], tuple[str, ...],
+                                                    tuple[str, ...], bytes]:
+        """Per distinct set of hits: the categories, ids, groups and JSON head (memoised, bounded by 2^n)."""
+        found = self._shapes.get(hits)
+        if found is None:
+            cats = tuple(self.categories[i] for i in hits)
+            ids = tuple(c.id for c in cats)
+            groups = tuple(sorted({c.group for c in cats}))
+            found = (cats, ids, groups, _head(ids, groups))
+            self._shapes[hits] = found
+        return found
 
 
 class Tagger:
@@ -59,30 +104,32 @@ class Tagger:
     def __init__(self, categories: Sequence[Category]) -> None:
         self.categories = tuple(CompiledCategory(c, f"category {c.id!r}") for c in categories)
         self.ids = frozenset(c.id for c in self.categories)
+        if len(self.ids) != len(self.categories):
+            raise ValueError("category ids must be unique")
         self.groups = {c.id: c.group for c in self.categories}
-        self._any_type = tuple(c for c in self.categories if event_types(c.category.match) is None)
-        self._by_type: dict[str, tuple[CompiledCategory, ...]] = {}
-        for compiled in self.categories:
-            for etype in event_types(compiled.category.match) or ():
-                self._by_type.setdefault(etype, ())
-        for etype in self._by_type:
-            self._by_type[etype] = tuple(
-                c for c in self.categories
-                if (types := event_types(c.category.match)) is None or etype in types
-            )
+        ordered = sorted(self.categories, key=lambda c: c.id)
+        typed = {t for c in ordered for t in (c.types or ())}
+        self._by_type = {t: _TypeMatcher(tuple(c for c in ordered if c.types is None or t in c.types))
+                         for t in typed}
+        self._other = _TypeMatcher(tuple(c for c in ordered if c.types is None))
 
     def candidates(self, etype: str) -> tuple[CompiledCategory, ...]:
-        return self._by_type.get(etype, self._any_type)
+        return self._by_type.get(etype, self._other).categories
 
     def tag(self, decoded: Decoded) -> Tags:
-        hits = [c for c in self.candidates(decoded.etype) if c.predicate(decoded)]
+        matcher = self._by_type.get(decoded.etype, self._other)
+        if matcher.fast is None:
+            return NO_TAGS
+        if type(decoded.body) is not dict:
+            hits = matcher.fast(decoded)
+        else:  # the body did not fit the typed model: evaluate rule by rule on the generic view
+            hits = [i for i, c in enumerate(matcher.categories) if c.predicate(decoded)]
         if not hits:
             return NO_TAGS
-        hits.sort(key=lambda c: c.id)
+        cats, ids, groups, head = matcher.shape(tuple(hits))
         summaries: dict[str, str] = {}
-        for c in hits:
+        for c in cats:
             line = c.render_summary(decoded)
             if line is not None:
                 summaries[c.id] = line
-        groups = tuple(sorted({c.group for c in hits}))
-        return Tags(tuple(c.id for c in hits), groups, summaries)
+        return Tags(ids, groups, summaries, head)
