@@ -1,0 +1,47 @@
+"""Shared fixtures: the shipped library compiled once, and helpers to process one event."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import orjson
+import pytest
+
+from pipeline.codec import LineDecoder
+from pipeline.config import Config, build_classifier, build_tagger
+from pipeline.envelope import Batch, Envelope
+from pipeline.process import Processor
+from transforms.tag import Tagger
+
+
+@pytest.fixture(scope="session")
+def tagger() -> Tagger:
+    return build_tagger(Config().library)
+
+
+@pytest.fixture(scope="session")
+def processor(tagger: Tagger) -> Processor:
+    classifier = build_classifier(Config().egress, ["10.244.0.0/16"], ["10.96.0.0/12"])
+    return Processor(tagger, classifier, LineDecoder())
+
+
+ProcessFn = Callable[[bytes | dict], Envelope]
+
+
+@pytest.fixture
+def process_one(processor: Processor) -> ProcessFn:
+    """Process one line (bytes) or event (dict) through decode → classify → tag → render."""
+
+    def run(event: bytes | dict) -> Envelope:  # type: ignore[type-arg]
+        line = event if isinstance(event, bytes) else orjson.dumps(event)
+        batch = Batch([Envelope(line, 1)])
+        processor.process(batch)
+        return batch.envelopes[0]
+
+    return run
+
+
+def process_lines(processor: Processor, lines: Sequence[bytes]) -> list[Envelope]:
+    batch = Batch([Envelope(line, i + 1) for i, line in enumerate(lines)])
+    processor.process(batch)
+    return batch.envelopes
