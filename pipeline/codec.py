@@ -25,9 +25,10 @@ _typed = msgspec.json.Decoder(TetragonEvent)
 _generic = msgspec.json.Decoder()
 _CRI = re.compile(rb"^(\d{4}-\d\d-\d\d[T ][^ ]+) (stdout|stderr) ([FP])(?: (.*))?$", re.DOTALL)
 _MAX_UNWRAP_DEPTH = 3
-# Fields of a process_* event that Tetragon always sets; their absence is
+# Event types whose body Tetragon always gives a `process`; its absence is
 # reported (the event still flows: it is valid JSON and may still be tagged).
 _EXPECTED_BODY_FIELD = "process"
+_TYPES_WITH_PROCESS = frozenset(KNOWN_TYPES) - {"process_throttle", "rate_limit_info"}
 
 
 class BadInput(Exception):
@@ -62,7 +63,7 @@ class Decoded:
         self.root = root
         self.body = body
         self._generic: dict[str, Any] | None = root if type(root) is dict else None
-        self.incomplete = body is None or _field(body, _EXPECTED_BODY_FIELD) is None
+        self.incomplete = etype in _TYPES_WITH_PROCESS and (body is None or _field(body, _EXPECTED_BODY_FIELD) is None)
         self.egress: Any = None
 
     def generic_root(self) -> dict[str, Any]:
@@ -101,6 +102,8 @@ class LineDecoder:
             root = None  # valid JSON that does not fit the typed model
         except msgspec.DecodeError as exc:
             raise BadInput("invalid_json", str(exc)) from None
+        except UnicodeDecodeError as exc:
+            raise BadInput("invalid_utf8", str(exc)) from None
         if root is not None:
             for etype in KNOWN_TYPES:
                 body = getattr(root, etype)
@@ -113,6 +116,8 @@ class LineDecoder:
             root = _generic.decode(text)
         except msgspec.DecodeError as exc:
             raise BadInput("invalid_json", str(exc)) from None
+        except UnicodeDecodeError as exc:
+            raise BadInput("invalid_utf8", str(exc)) from None
         if type(root) is not dict:
             raise BadInput("not_an_object", f"JSON {type(root).__name__} where an event object was expected")
         for etype in KNOWN_TYPES:
@@ -149,7 +154,7 @@ class LineDecoder:
         if m is None:
             try:
                 value = _generic.decode(text)
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, UnicodeDecodeError):
                 raise BadInput("invalid_json", "line is neither JSON nor a CRI container-log line") from None
             raise BadInput("not_an_object", f"JSON {type(value).__name__} where an event object was expected")
         stream, tag, payload = m.group(2), m.group(3), m.group(4) or b""

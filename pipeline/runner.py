@@ -115,10 +115,8 @@ class Pipeline:
                 break
             pending -= done
             if reader in done and reader.exception() is not None:
-                exc = reader.exception()
-                self._say(f"tetrapipe: {exc}")
-                self.exit_code = EXIT_INPUT_UNREADABLE if isinstance(exc, SourceError) else EXIT_FAILED
-                self.request_stop()
+                self._say(f"tetrapipe: internal error while reading: {reader.exception()!r}")
+                self.exit_code = EXIT_FAILED
                 break
             if writer in done and writer.exception() is not None:
                 self._report_writer_failure(writer.exception())
@@ -150,8 +148,13 @@ class Pipeline:
                 await self._queue.put(batch)
                 if self._stopping.is_set():
                     break
-        finally:
-            await self._queue.put(None)
+        except SourceError as exc:
+            # What was read before the failure is still delivered and committed.
+            self._say(f"tetrapipe: {exc}")
+            self.exit_code = EXIT_INPUT_UNREADABLE
+        # Not in a `finally`: when cancelled, the writer is being cancelled too,
+        # and waiting here for queue space would hang the cancellation.
+        await self._queue.put(None)
 
     async def _write(self) -> None:
         while (batch := await self._queue.get()) is not None:

@@ -30,14 +30,24 @@ class TemplateError(ValueError):
 
 
 def jq_number(value: float) -> str:
-    """jq 1.7 prints integral doubles without a fraction and others with 17 significant digits."""
-    if math.isfinite(value) and value == int(value) and abs(value) < 1e17:
-        return str(int(value))
+    """A float as jq 1.7 prints it: shortest round-trip digits, exponent as `E+17` / `E-7`.
+
+    jq 1.7 also preserves number literals from its input (`3.0` stays `3.0`),
+    which a decoded float cannot recall: integral floats print as `3.0` here,
+    as jq prints a `3.0` literal.  Tetragon's export carries no floats (its
+    numbers are integers, 64-bit ones as strings), so this only matters for
+    user templates over foreign fields.
+    """
     if math.isnan(value):
         return "null"
     if math.isinf(value):
-        return "1.7976931348623157e+308" if value > 0 else "-1.7976931348623157e+308"
-    return repr(value)
+        return "1.7976931348623157E+308" if value > 0 else "-1.7976931348623157E+308"
+    text = repr(value)
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        sign = exponent[0] if exponent[0] in "+-" else "+"
+        text = f"{mantissa}E{sign}{exponent.lstrip('+-').lstrip('0') or '0'}"
+    return text
 
 
 def jq_tojson(value: Any) -> str:

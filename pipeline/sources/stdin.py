@@ -11,6 +11,7 @@ asks for the next batch — a full pipeline stops the reading.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -35,6 +36,7 @@ class _FdLineSource:
         self._fd: int | None = None
         self._reader: ThreadedReader | None = None
         self._stopping = False
+        self._stop_requested: asyncio.Event | None = None
         self._line = 0
         self._offset = 0
 
@@ -50,6 +52,8 @@ class _FdLineSource:
 
     def stop(self) -> None:
         self._stopping = True
+        if self._stop_requested is not None:
+            self._stop_requested.set()
 
     def describe(self, position: Any) -> str:
         return f"{self.name} line {position}"
@@ -69,11 +73,11 @@ class _FdLineSource:
 
     async def batches(self) -> AsyncIterator[Batch]:
         assert self._reader is not None, "start() first"
+        self._stop_requested = asyncio.Event()
+        if self._stopping:
+            self._stop_requested.set()
         while not self._stopping:
-            try:
-                chunk = await self._reader.read()
-            except OSError as exc:
-                raise SourceError(f"reading {self.name} failed: {exc}") from None
+            chunk = await self._read_unless_stopped()
             if not chunk:
                 break
             lines = self.splitter.feed(chunk)
@@ -84,6 +88,28 @@ class _FdLineSource:
         last = self.splitter.finish()
         if last is not None and not self._stopping:
             yield self._batch([last], 0)
+
+    async def _read_unless_stopped(self) -> bytes:
+        """The next chunk; b"" at end of input or when stop() comes while waiting for input.
+
+        An idle pipe would otherwise hold a graceful stop until the writer on
+        the other end closes it.  Data the reader thread returns after the stop
+        was not handed to the pipeline: it is neither output nor counted.
+        """
+        assert self._reader is not None and self._stop_requested is not None
+        read = asyncio.ensure_future(self._reader.read())
+        stop = asyncio.ensure_future(self._stop_requested.wait())
+        try:
+            await asyncio.wait({read, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if not read.done():
+            read.cancel()
+            return b""
+        try:
+            return read.result()
+        except OSError as exc:
+            raise SourceError(f"reading {self.name} failed: {exc}") from None
 
     async def close(self) -> None:
         if self._reader is not None:
