@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pipeline import __version__
 from pipeline.config import (ConfigFileError, build_classifier, build_tagger, load_config, resolve_cidrs)
 from pipeline.deadletter import FileDeadLetter
+from pipeline.policies import add_policies_parser, cmd_policies
 from pipeline.process import Processor
 from pipeline.runner import EXIT_FAILED, Pipeline
 from pipeline.sources import FileSource, StdinSource
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a config file",
                                 description="Validate a config file: every wrong key or type is named by its path.")
     check.add_argument("file", metavar="FILE")
+    add_policies_parser(commands)
     return parser
 
 
@@ -148,7 +150,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "categories": cmd_categories, "check-config": cmd_check_config}
+COMMANDS = {"run": cmd_run, "categories": cmd_categories, "check-config": cmd_check_config,
+            "policies": cmd_policies}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

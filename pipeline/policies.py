@@ -148,12 +148,15 @@ def render(names: Sequence[str], pod_cidrs: Sequence[str], service_cidrs: Sequen
            policies: Mapping[str, Policy] | None = None) -> dict[str, str]:
     """Policy name → YAML ready for `kubectl apply`, for `names` (all when empty).
 
+    A name is a policy's metadata.name or its file's stem (`egress` for egress.yaml).
     Non-templates are their file, unchanged.  Templates get their placeholders
     replaced by the validated CIDRs, plus `::1` after `127.0.0.1` when any CIDR
     is IPv6.  Raises PolicyError for an unknown name, an invalid CIDR, or CIDRs
     a selected template needs but that were not given.
     """
     policies = load_policies() if policies is None else policies
+    by_file = {p.path.stem: name for name, p in policies.items()}
+    names = [by_file.get(n, n) if n not in policies else n for n in names]  # `egress` names egress.yaml
     unknown = [n for n in names if n not in policies]
     if unknown:
         raise PolicyError(f"unknown policy {', '.join(map(repr, unknown))}; known: {', '.join(policies)}")

@@ -1,9 +1,12 @@
-"""Blocking reads off the event loop, in a daemon thread that never holds up exit.
+"""Blocking reads off the event loop: a daemon thread that reads ahead, boundedly.
 
-`asyncio.to_thread` would do the reads, but its pool threads are joined at
-interpreter exit: a read blocked on an idle pipe would then hang a shutdown
-that is otherwise complete.  One daemon thread per reader, one request at a
-time, keeps reads ordered and lets the process exit while a read is pending.
+Why a thread of our own: `asyncio.to_thread` pool threads are joined at
+interpreter exit, so a read blocked on an idle pipe would hang a shutdown that
+is otherwise complete; a daemon thread does not.  Why read-ahead: while the
+pipeline processes one chunk, the next is already being read, so the event
+loop rarely waits for I/O.  Bounded: at most `ahead` chunks wait in memory;
+when they are not taken, the thread stops reading (backpressure reaches the
+producer through the pipe).
 """
 
 from __future__ import annotations
@@ -13,42 +16,65 @@ import os
 import queue
 import threading
 
+_EOF = b""
+
 
 class ThreadedReader:
-    def __init__(self, fd: int, chunk_size: int) -> None:
+    def __init__(self, fd: int, chunk_size: int, ahead: int = 2) -> None:
         self._fd = fd
         self._chunk = chunk_size
-        self._requests: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, asyncio.Future[bytes]] | None] = (
-            queue.SimpleQueue()
-        )
+        self._chunks: queue.Queue[bytes | OSError] = queue.Queue(maxsize=ahead)
+        self._closed = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._lock = threading.Lock()  # guards _waiter between the thread and the loop
         self._thread = threading.Thread(target=self._serve, name=f"read-fd{fd}", daemon=True)
-        self._thread.start()
 
     def _serve(self) -> None:
-        while (request := self._requests.get()) is not None:
-            loop, future = request
+        while not self._closed.is_set():
             try:
-                data = os.read(self._fd, self._chunk)
+                data: bytes | OSError = os.read(self._fd, self._chunk)
             except OSError as exc:
-                loop.call_soon_threadsafe(_set_exception, future, exc)
-            else:
-                loop.call_soon_threadsafe(_set_result, future, data)
+                data = exc
+            while not self._closed.is_set():
+                try:
+                    self._chunks.put(data, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+            self._wake()
+            if isinstance(data, OSError) or not data:
+                return
+
+    def _wake(self) -> None:
+        with self._lock:
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(_resolve, waiter)
 
     async def read(self) -> bytes:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bytes] = loop.create_future()
-        self._requests.put((loop, future))
-        return await future
+        """The next chunk (b"" at end of input); raises the OSError the read raised."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._thread.start()
+        while True:
+            try:
+                item = self._chunks.get_nowait()
+            except queue.Empty:
+                waiter = self._loop.create_future()
+                with self._lock:
+                    self._waiter = waiter
+                if self._chunks.empty():  # re-check: the thread may have put one meanwhile
+                    await waiter
+                continue
+            if isinstance(item, OSError):
+                raise item
+            return item
 
     def close(self) -> None:
-        self._requests.put(None)
+        self._closed.set()
 
 
-def _set_result(future: asyncio.Future[bytes], data: bytes) -> None:
+def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
-        future.set_result(data)
-
-
-def _set_exception(future: asyncio.Future[bytes], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
+        future.set_result(None)

@@ -1,0 +1,115 @@
+"""stdin → stdout throughput of `tetrapipe run`, against jq and the msgspec decode floor, in one run.
+
+Usage:  .venv/bin/python benchmarks/throughput.py [--events 200000] [--rounds 5] [--mix default|production]
+
+For each round, in turn (interleaved, so machine noise hits all three alike), pinned to one
+core with `taskset -c 0` when available:
+  - floor:     a minimal Python reader: 1 MiB chunks from stdin, split lines, msgspec-decode
+               each into a one-field struct (what any msgspec-based tool pays at least);
+  - tetrapipe: `tetrapipe run --quiet --pod-cidr … --service-cidr …` (decode, classify, tag,
+               summaries, JSON out) to /dev/null;
+  - jq:        `jq -c` running the seed library's egress filter (one of the nine) to /dev/null.
+It prints medians, events/s, the ratios tetrapipe/jq and tetrapipe/floor, and tetrapipe's peak
+RSS.  Numbers are for a shared, noisy 2-core machine: read the ratios, not single timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support import synth  # noqa: E402
+
+FILTERS = json.loads((ROOT / "tests" / "data" / "seed_jq_filters.json").read_text())["filters"]
+FLOOR = r"""
+import os, sys, msgspec
+class Min(msgspec.Struct):
+    time: str | None = None
+decode = msgspec.json.Decoder(Min).decode
+tail = b""
+n = 0
+while chunk := os.read(0, 1 << 20):
+    lines = (tail + chunk).split(b"\n")
+    tail = lines.pop()
+    for line in lines:
+        decode(line)
+    n += len(lines)
+"""
+# Mostly ordinary execs/exits, ~6% of events in a category: closer to a real node's export.
+PRODUCTION_MIX = {name: (weight if name in ("exec", "exit") else weight / 8) for name, weight in synth.SCENARIOS.items()}
+PRODUCTION_MIX["exec"], PRODUCTION_MIX["exit"] = 0.62, 0.31
+
+
+def timed(cmd: list[str], corpus: Path) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of one run with the corpus on stdin, output discarded."""
+    with corpus.open("rb") as stdin, open(os.devnull, "wb") as devnull:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdin=stdin, stdout=devnull, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed ({proc.returncode}): {proc.stderr.read().decode()[-500:]}")
+    return elapsed, usage.ru_maxrss
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--mix", choices=("default", "production"), default="default")
+    parser.add_argument("--jq-filter", default="egress", choices=sorted(FILTERS))
+    args = parser.parse_args()
+
+    pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
+    jq = shutil.which("jq")
+    tetrapipe = [sys.executable, "-m", "pipeline.cli", "run", "--quiet",
+                 "--pod-cidr", "10.244.0.0/16", "--service-cidr", "10.96.0.0/12"]
+    commands = {
+        "floor": [*pin, sys.executable, "-c", FLOOR],
+        "tetrapipe": [*pin, *tetrapipe],
+    }
+    if jq:
+        commands["jq"] = [*pin, jq, "-c", FILTERS[args.jq_filter]]
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "events.jsonl"
+        mix = PRODUCTION_MIX if args.mix == "production" else None
+        with corpus.open("wb") as out:
+            for line in synth.generate(args.events, seed=42, mix=mix):
+                out.write(line + b"\n")
+        size = corpus.stat().st_size
+        print(f"corpus: {args.events} events, {size / args.events:.0f} B/event average, mix={args.mix}, "
+              f"pinned={'cpu0' if pin else 'no'}, python {sys.version.split()[0]}, jq={jq or 'absent'}")
+        times: dict[str, list[float]] = {name: [] for name in commands}
+        rss: list[int] = []
+        os.chdir(ROOT)
+        for _ in range(args.rounds):
+            for name, cmd in commands.items():
+                elapsed, peak = timed(cmd, corpus)
+                times[name].append(elapsed)
+                if name == "tetrapipe":
+                    rss.append(peak)
+    med = {name: statistics.median(values) for name, values in times.items()}
+    for name in commands:
+        print(f"{name:10s} median {med[name]:7.3f} s  {args.events / med[name]:10,.0f} events/s  "
+              f"(runs: {', '.join(f'{t:.2f}' for t in times[name])})")
+    print(f"tetrapipe peak RSS: {max(rss) / 1024:.0f} MiB")
+    print(f"tetrapipe / floor throughput: {med['floor'] / med['tetrapipe']:.2f}")
+    if "jq" in med:
+        print(f"tetrapipe / jq ({args.jq_filter} filter) throughput: {med['jq'] / med['tetrapipe']:.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
