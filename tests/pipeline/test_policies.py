@@ -148,8 +148,13 @@ def test_bad_cidr_and_unknown_name_are_errors_that_name_them():
     with pytest.raises(PolicyError, match="invalid CIDR 'not-a-cidr'"):
         render([EGRESS], [POD], ["not-a-cidr"])
     with pytest.raises(PolicyError) as info:
-        render(["sshd", "loader"], [], [])
-    assert "'sshd'" in str(info.value) and "known: " in str(info.value) and "accept" in str(info.value)
+        render(["no-such-policy", "loader"], [], [])
+    assert "'no-such-policy'" in str(info.value) and "known: " in str(info.value) and "accept" in str(info.value)
+
+
+def test_a_policy_can_be_named_by_its_file():
+    assert list(render(["sshd"], [], [])) == ["accept"]
+    assert list(render(["egress"], [POD], [SERVICE])) == [EGRESS]
 
 
 # --- the command -------------------------------------------------------------------------------------------
