@@ -55,14 +55,19 @@ class Decoded:
     (same paths work on both); `generic_root()` decodes everything, lazily, once.
     """
 
-    __slots__ = ("raw", "etype", "root", "body", "_generic", "incomplete", "egress")
+    __slots__ = ("raw", "etype", "root", "body", "_generic", "incomplete", "egress", "has_tetrapipe_key")
 
     def __init__(self, raw: bytes, etype: str, root: Any, body: Any) -> None:
         self.raw = raw
         self.etype = etype
         self.root = root
         self.body = body
-        self._generic: dict[str, Any] | None = root if type(root) is dict else None
+        if type(root) is dict:
+            self._generic: dict[str, Any] | None = root
+            self.has_tetrapipe_key = "tetrapipe" in root
+        else:
+            self._generic = None
+            self.has_tetrapipe_key = root.tetrapipe is not None
         self.incomplete = etype in _TYPES_WITH_PROCESS and (body is None or _field(body, _EXPECTED_BODY_FIELD) is None)
         self.egress: Any = None
 

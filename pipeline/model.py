@@ -99,6 +99,9 @@ class TetragonEvent(msgspec.Struct, gc=False):
     process_loader: EventBody | None = None
     process_throttle: Obj | None = None
     rate_limit_info: Obj | None = None
+    # Set only when re-processing tetrapipe's own output; lets the output step
+    # replace the key without scanning every event's bytes for it.
+    tetrapipe: Obj | None = None
 
 
 # Ordered by how common each type is in a real export, because the type is

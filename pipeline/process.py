@@ -21,7 +21,6 @@ from transforms.tag import Tagger, Tags
 _encode = msgspec.json.Encoder().encode
 _generic = msgspec.json.Decoder()
 _EMPTY_TP = b'{"categories":[],"groups":[],"summaries":{}}'
-_KEY = b'"tetrapipe"'
 
 
 def tetrapipe_object(tags: Tags, decoded: Decoded) -> bytes:
@@ -38,7 +37,7 @@ def tetrapipe_object(tags: Tags, decoded: Decoded) -> bytes:
 def enriched(decoded: Decoded, tp: bytes) -> bytes:
     """The event's own bytes with `"tetrapipe": tp` added as the last key."""
     raw = decoded.raw
-    if _KEY in raw:
+    if decoded.has_tetrapipe_key:
         # Re-processing tetrapipe output: replace the old key instead of duplicating it.
         root = dict(decoded.generic_root())
         root.pop("tetrapipe", None)

@@ -73,6 +73,15 @@ def jq_text(value: Any) -> str:
     return jq_tojson(value)
 
 
+def _concat(parts: list[str]) -> str:
+    """An expression concatenating string expressions: an f-string (one BUILD_STRING) when it can be one."""
+    if not parts:
+        return "''"
+    if not any('"' in p or "\\" in p or "{" in p for p in parts):
+        return 'f"' + "".join("{" + p + "}" for p in parts) + '"'
+    return '"".join((' + ", ".join(parts) + ",))"
+
+
 class Template:
     """A compiled summary template; `render(decoded)` returns the line.
 
@@ -112,8 +121,8 @@ class Template:
             literal = self._const(namespace, text[pos:])
             parts.append(literal)
             generic_parts.append(literal)
-        body = " + ".join(parts) if parts else "''"
-        generic_body = " + ".join(generic_parts) if generic_parts else "''"
+        body = _concat(parts)
+        generic_body = _concat(generic_parts)
         source = "\n".join(["def render(r, g):", *(f"    {line}" for line in plan.prologue),
                             f"    return {body}", "",
                             "def render_generic(g):", f"    return {generic_body}", ""])

@@ -181,3 +181,9 @@ def test_memory_is_flat_in_stream_length():
     proc.stdin.close()
     assert proc.wait(timeout=60) == 0
     assert peaks[-1] - peaks[0] < 20_000, peaks  # kB
+
+
+def test_reprocessing_output_is_idempotent():
+    first = run(["run"], DOCS + b"\n".join(synth.generate(500, seed=9)) + b"\n").stdout
+    second = run(["run"], first).stdout
+    assert second == first  # the old `tetrapipe` key is replaced, not duplicated
