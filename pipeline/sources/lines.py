@@ -30,10 +30,14 @@ class LineSplitter:
                 return heads
             chunk = chunk[nl + 1:]
             self._skipping = False
-        data = self._tail + chunk if self._tail else chunk
-        lines = data.split(b"\n")
+        carried = len(self._tail)
+        lines = chunk.split(b"\n")
+        if self._tail:
+            # Only the first line continues the previous chunk: joining there,
+            # rather than tail + chunk, avoids copying the whole chunk once more.
+            lines[0] = self._tail + lines[0]
         self._tail = lines.pop()
-        if len(data) > self.max_line and any(len(line) > self.max_line for line in lines):
+        if len(chunk) + carried > self.max_line and any(len(line) > self.max_line for line in lines):
             lines = [Oversized(line[: self.max_line]) if len(line) > self.max_line else line for line in lines]
             self.oversized += sum(1 for line in lines if type(line) is Oversized)
         if len(self._tail) > self.max_line:
