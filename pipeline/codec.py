@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from pipeline.model import COMMON_KEYS, KNOWN_TYPES, EventBody, TetragonEvent
+from pipeline.model import COMMON_KEYS, KNOWN_TYPES, TetragonEvent
 
 _typed = msgspec.json.Decoder(TetragonEvent)
 _generic = msgspec.json.Decoder()
@@ -131,10 +131,10 @@ class LineDecoder:
         inner = self._unwrap_shipper(text, root, depth)
         if inner is not None:
             return inner
-        etype = next((k for k, v in root.items() if k not in COMMON_KEYS and type(v) is dict), None)
-        if etype is None:
+        unknown = next((k for k, v in root.items() if k not in COMMON_KEYS and type(v) is dict), None)
+        if unknown is None:
             raise BadInput("no_event_type", "object has no Tetragon event-type key")
-        return Decoded(text, etype, root, root[etype])
+        return Decoded(text, unknown, root, root[unknown])
 
     def _unwrap_shipper(self, text: bytes, root: dict[str, Any], depth: int) -> Decoded | None:
         if "log" not in root and "message" not in root:
@@ -147,7 +147,7 @@ class LineDecoder:
             inner = _generic.decode(inner).encode("utf-8").strip()
             if inner[:1] != b"{":
                 try:
-                    return self._decode_cri(inner)  # type: ignore[return-value]
+                    return self._decode_cri(inner)
                 except BadInput:
                     raise BadInput("bad_envelope", "log/message field does not hold a JSON object") from None
         elif inner[:1] != b"{":

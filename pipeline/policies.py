@@ -259,7 +259,8 @@ def policies_table(policies: Mapping[str, Policy], categories: Sequence[Category
     rows += [(p.name, p.path.name, "needs CIDRs" if p.placeholders else "as is", ", ".join(used.get(name, ["-"])))
              for name, p in policies.items()]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3] for row in rows]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3]
+             for row in rows]
     missing = {name: ids for name, ids in used.items() if name not in policies}
     lines += [f"# not shipped: {name} (named by {', '.join(ids)})" for name, ids in missing.items()]
     return "\n".join(lines) + "\n"

@@ -14,6 +14,15 @@ Shutdown (`request_stop`, wired to SIGTERM/SIGINT by the CLI): the source stops
 reading, the writer drains what is queued, the committer commits, within
 `grace` seconds.  What cannot be delivered by then is not committed, so a
 source that can replay (Kafka, a checkpointed file) redoes it.
+
+Revocation (`drain`): a source that loses part of its input while running (a
+Kafka consumer-group rebalance) asks the pipeline to finish the in-flight
+batches that `owns` selects, within a deadline: they are delivered,
+acknowledged and committed, or — past the deadline — abandoned: delivery may
+still happen (duplicates downstream) but their positions are never committed,
+so the input's next owner redoes them.  A source opts in by having a
+`bind_drain(drain)` method, which the pipeline calls with its `drain` at
+construction.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ import asyncio
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from pipeline.commit import Committer
@@ -31,7 +40,7 @@ from pipeline.process import Processor
 from pipeline.report import BadInputReporter
 from pipeline.sources.base import Source, SourceError
 from pipeline.stats import Stats
-from sinks.base import Sink, SinkClosed, SinkError
+from sinks.base import DeadLetter, Sink, SinkClosed, SinkError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -53,7 +62,7 @@ class RetryPolicy:
 
 class Pipeline:
     def __init__(self, source: Source, processor: Processor, sinks: Sequence[Sink], *,
-                 dead_letter: Sink | None = None, stats: Stats | None = None,
+                 dead_letter: DeadLetter | None = None, stats: Stats | None = None,
                  reporter: BadInputReporter | None = None, committer: Committer | None = None,
                  max_in_flight: int = 8, grace: float = 30.0, retry: RetryPolicy | None = None,
                  log: TextIO | None = None) -> None:
@@ -72,6 +81,10 @@ class Pipeline:
         self._deadline: float | None = None
         self.exit_code = EXIT_OK
         self.undelivered = 0
+        self._running = False  # reader/writer tasks alive: acknowledgements can still arrive
+        bind_drain = getattr(source, "bind_drain", None)
+        if bind_drain is not None:
+            bind_drain(self.drain)
 
     # -- lifecycle ---------------------------------------------------------
     def request_stop(self) -> None:
@@ -90,11 +103,19 @@ class Pipeline:
         started: list[Any] = []
         try:
             for component in [*self.sinks, *([self.dead_letter] if self.dead_letter else [])]:
-                await component.start()
+                try:
+                    await component.start()
+                except SinkError as exc:  # e.g. an output topic missing and creation disabled
+                    self._say(f"tetrapipe: cannot start {component.name}: {exc}")
+                    return EXIT_FAILED
                 started.append(component)
             reader = asyncio.create_task(self._read(), name="tetrapipe-reader")
             writer = asyncio.create_task(self._write(), name="tetrapipe-writer")
-            await self._supervise(reader, writer)
+            self._running = True
+            try:
+                await self._supervise(reader, writer)
+            finally:
+                self._running = False
         finally:
             for component in reversed(started):
                 await component.close()
@@ -126,6 +147,35 @@ class Pipeline:
                 task.cancel()
         await asyncio.gather(reader, writer, stop_wait, return_exceptions=True)
         self.undelivered += self._queue.qsize()
+
+    async def drain(self, owns: Callable[[Batch], bool], timeout: float) -> bool:
+        """Finish the registered batches that `owns` selects (partition revocation); never raises.
+
+        Waits up to `timeout` seconds (less if a shutdown deadline comes
+        first) until each of them is acknowledged, then forces a commit of
+        the acknowledged prefix — the source must still own the input while
+        this runs (Kafka: inside `on_partitions_revoked`).  True when all
+        were committed.  Otherwise they are abandoned (see the module doc)
+        and False is returned.  Batches the source read but did not yet hand
+        over are the source's to drop.
+        """
+        if self._deadline is not None:
+            timeout = min(timeout, max(0.0, self._deadline - time.monotonic()))
+        if self._running:
+            drained = await self.committer.settled(owns, timeout)
+        else:  # nothing can be acknowledged any more
+            drained = not self.committer.unsettled(owns)
+        try:
+            await self.committer.maybe_commit(force=True)
+        except Exception as exc:  # noqa: BLE001 - a failed commit means "redo", never a crash here
+            self._say(f"tetrapipe: commit before revocation failed: {exc!r}; the work will be redone")
+            drained = False
+        if not drained:
+            abandoned = self.committer.forget(owns)
+            if abandoned:
+                self._say(f"tetrapipe: revocation: {abandoned} in-flight batches not delivered within "
+                          f"{timeout:.1f}s; abandoned to be redone by the next owner")
+        return drained
 
     def _report_writer_failure(self, exc: BaseException | None) -> None:
         self.source.stop()
@@ -179,7 +229,8 @@ class Pipeline:
         if writes:
             await asyncio.gather(*writes)
 
-    async def _write_with_retry(self, sink: Sink, envelopes: list[Envelope], dead_letter: bool = False) -> None:
+    async def _write_with_retry(self, sink: Sink | DeadLetter, envelopes: list[Envelope],
+                                dead_letter: bool = False) -> None:
         attempt = 0
         while True:
             try:

@@ -8,7 +8,10 @@ an operator sees at exit and on /metrics cannot disagree.
 from __future__ import annotations
 
 from collections import Counter
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from pipeline.envelope import Envelope
 
 
 class Stats:
@@ -27,7 +30,7 @@ class Stats:
         self.sink_retries: Counter[str] = Counter()
         self.committed_batches = 0
 
-    def count_batch(self, envelopes: list) -> None:  # type: ignore[type-arg]
+    def count_batch(self, envelopes: list[Envelope]) -> None:
         """Update the per-event counters for a processed batch (one pass)."""
         self.received += len(envelopes)
         cats = self.categories

@@ -56,6 +56,18 @@ class Selection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 SELECT_ALL = Selection()
 
 
+class DeadLetter(Protocol):
+    """Where undecodable records go, unchanged; `write` returns once they are durable."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def write(self, envelopes: Sequence[Envelope]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 class Sink(Protocol):
     name: str
     selection: Selection

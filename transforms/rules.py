@@ -16,9 +16,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from pipeline.codec import Decoded
-from transforms.library import Condition, ParamValue
 from pipeline.model import EventBody
 from transforms.codegen import AccessPlan
+from transforms.library import Condition, ParamValue
 from transforms.paths import Path, PathError, compile_getter
 
 Predicate = Callable[[Decoded], bool]

@@ -61,7 +61,7 @@ def jq_text(value: Any) -> str:
     """The text jq interpolates for a value."""
     kind = type(value)
     if kind is str:
-        return value  # type: ignore[no-any-return]
+        return value
     if value is None:
         return "null"
     if kind is bool:
@@ -139,5 +139,5 @@ class Template:
     def render(self, decoded: Decoded) -> str:
         root = decoded.root
         if type(root) is dict:  # did not fit the typed model: all paths read the generic view
-            return self.render_generic(root)  # type: ignore[no-any-return]
-        return self.render_root(root, decoded.generic_root() if self._generic else None)  # type: ignore[no-any-return]
+            return self.render_generic(root)
+        return self.render_root(root, decoded.generic_root() if self._generic else None)
