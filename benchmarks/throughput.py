@@ -8,7 +8,9 @@ core with `taskset -c 0` when available:
                each into a one-field struct (what any msgspec-based tool pays at least);
   - tetrapipe: `tetrapipe run --quiet --pod-cidr … --service-cidr …` (decode, classify, tag,
                summaries, JSON out) to /dev/null;
-  - jq:        `jq -c` running the seed library's egress filter (one of the nine) to /dev/null.
+  - jq:        `jq -c` running the seed library's egress filter (one of the nine) to /dev/null;
+  - jq-all-9:  (with --all-filters) the nine seed filters, one jq pass each, as the library's
+               users run them today; its time is the sum of the nine passes.
 It prints medians, events/s, the ratios tetrapipe/jq and tetrapipe/floor, and tetrapipe's peak
 RSS.  Numbers are for a shared, noisy 2-core machine: read the ratios, not single timings.
 """
@@ -47,7 +49,8 @@ while chunk := os.read(0, 1 << 20):
     n += len(lines)
 """
 # Mostly ordinary execs/exits, ~6% of events in a category: closer to a real node's export.
-PRODUCTION_MIX = {name: (weight if name in ("exec", "exit") else weight / 8) for name, weight in synth.SCENARIOS.items()}
+PRODUCTION_MIX = {name: (weight if name in ("exec", "exit") else weight / 8)
+                  for name, weight in synth.SCENARIOS.items()}
 PRODUCTION_MIX["exec"], PRODUCTION_MIX["exit"] = 0.62, 0.31
 
 
@@ -70,6 +73,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--mix", choices=("default", "production"), default="default")
     parser.add_argument("--jq-filter", default="egress", choices=sorted(FILTERS))
+    parser.add_argument("--all-filters", action="store_true", help="also time the nine seed filters, one pass each")
     args = parser.parse_args()
 
     pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
@@ -100,14 +104,19 @@ def main() -> int:
                 times[name].append(elapsed)
                 if name == "tetrapipe":
                     rss.append(peak)
+            if jq and args.all_filters:
+                total = sum(timed([*pin, jq, "-c", f], corpus)[0] for f in FILTERS.values())
+                times.setdefault("jq-all-9", []).append(total)
     med = {name: statistics.median(values) for name, values in times.items()}
-    for name in commands:
+    for name in times:
         print(f"{name:10s} median {med[name]:7.3f} s  {args.events / med[name]:10,.0f} events/s  "
               f"(runs: {', '.join(f'{t:.2f}' for t in times[name])})")
     print(f"tetrapipe peak RSS: {max(rss) / 1024:.0f} MiB")
     print(f"tetrapipe / floor throughput: {med['floor'] / med['tetrapipe']:.2f}")
     if "jq" in med:
         print(f"tetrapipe / jq ({args.jq_filter} filter) throughput: {med['jq'] / med['tetrapipe']:.1f}x")
+    if "jq-all-9" in med:
+        print(f"tetrapipe / jq (nine filters, nine passes) throughput: {med['jq-all-9'] / med['tetrapipe']:.1f}x")
     return 0
 
 
