@@ -19,9 +19,10 @@ from typing import Any
 
 import msgspec
 
-from pipeline.model import COMMON_KEYS, KNOWN_TYPES, TetragonEvent
+from pipeline.model import COMMON_KEYS, KNOWN_TYPES, LeanEvent, TetragonEvent
 
 _typed = msgspec.json.Decoder(TetragonEvent)
+_lean = msgspec.json.Decoder(LeanEvent)
 _generic = msgspec.json.Decoder()
 _CRI = re.compile(rb"^(\d{4}-\d\d-\d\d[T ][^ ]+) (stdout|stderr) ([FP])(?: (.*))?$", re.DOTALL)
 _MAX_UNWRAP_DEPTH = 3
@@ -49,27 +50,56 @@ _envelope = msgspec.json.Decoder(_ShipperEnvelope)
 
 
 class Decoded:
-    """One decoded event: its own bytes, its type and views for rules and sinks.
+    """One decoded event: its own bytes, its type, and three views of it, each made once.
 
-    `root`/`body` are the typed model when the event fits it, else plain dicts
-    (same paths work on both); `generic_root()` decodes everything, lazily, once.
+    - `view`/`vbody`: the lean model (`LeanEvent`), decoded for every event;
+      the shipped rules and `classify` read only this;
+    - `root`/`body`: the full typed model (`TetragonEvent`), decoded on first
+      access (summaries of tagged events, sink mappings, rules over its fields);
+    - `generic_root()`: plain dicts of everything, decoded on first access.
+    An event that does not fit a typed model gets plain dicts in its place
+    (the same paths work on both).
     """
 
-    __slots__ = ("raw", "etype", "root", "body", "_generic", "incomplete", "egress", "has_tetrapipe_key")
+    __slots__ = ("raw", "etype", "view", "vbody", "_root", "_body", "_generic", "incomplete", "egress",
+                 "has_tetrapipe_key")
 
-    def __init__(self, raw: bytes, etype: str, root: Any, body: Any) -> None:
+    def __init__(self, raw: bytes, etype: str, view: Any, vbody: Any) -> None:
         self.raw = raw
         self.etype = etype
-        self.root = root
-        self.body = body
-        if type(root) is dict:
-            self._generic: dict[str, Any] | None = root
-            self.has_tetrapipe_key = "tetrapipe" in root
+        self.view = view
+        self.vbody = vbody
+        self._root: Any = None
+        self._body: Any = None
+        if type(view) is dict:
+            self._generic: dict[str, Any] | None = view
+            self._root = view
+            self._body = vbody
+            self.has_tetrapipe_key = "tetrapipe" in view
         else:
             self._generic = None
-            self.has_tetrapipe_key = root.tetrapipe is not None
-        self.incomplete = etype in _TYPES_WITH_PROCESS and (body is None or _field(body, _EXPECTED_BODY_FIELD) is None)
+            self.has_tetrapipe_key = view.tetrapipe is not None
+        self.incomplete = etype in _TYPES_WITH_PROCESS and (vbody is None or _field(vbody, _EXPECTED_BODY_FIELD) is None)
         self.egress: Any = None
+
+    @property
+    def root(self) -> Any:
+        """The full typed event (or plain dicts when it does not fit the model)."""
+        if self._root is None:
+            try:
+                self._root = _typed.decode(self.raw)
+                self._body = getattr(self._root, self.etype, None)
+            except msgspec.ValidationError:
+                self._root = self.generic_root()
+                self._body = self._root.get(self.etype)
+        return self._root
+
+    @property
+    def body(self) -> Any:
+        """The object under the event-type key, from `root`."""
+        if self._root is None:
+            self.root  # noqa: B018 - decodes root and body together
+        return self._body
 
     def generic_root(self) -> dict[str, Any]:
         if self._generic is None:
@@ -102,7 +132,7 @@ class LineDecoder:
 
     def _decode_object(self, text: bytes, depth: int) -> Decoded:
         try:
-            root: Any = _typed.decode(text)
+            root: Any = _lean.decode(text)
         except msgspec.ValidationError:
             root = None  # valid JSON that does not fit the typed model
         except msgspec.DecodeError as exc:

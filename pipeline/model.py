@@ -104,6 +104,41 @@ class TetragonEvent(msgspec.Struct, gc=False):
     tetrapipe: Obj | None = None
 
 
+class LeanProcess(msgspec.Struct, gc=False):
+    binary: str | None = None
+    binary_properties: Obj | None = None
+
+
+class LeanBody(msgspec.Struct, gc=False):
+    process: LeanProcess | None = None
+    function_name: str | None = None
+    policy_name: str | None = None
+    args: list[Obj] | None = None
+
+
+class LeanEvent(msgspec.Struct, gc=False):
+    """What every event is decoded into first: the fields the shipped rules and `classify` read.
+
+    Decoding and freeing a full `TetragonEvent` costs about as much again as
+    the rest of the per-event work; most events end untagged, so the full
+    model is decoded only when something asks for it (summaries of tagged
+    events, sinks that map attributes, rules over other fields).
+    """
+
+    node_name: str | None = None
+    process_exec: LeanBody | None = None
+    process_exit: LeanBody | None = None
+    process_kprobe: LeanBody | None = None
+    process_tracepoint: LeanBody | None = None
+    process_uprobe: LeanBody | None = None
+    process_lsm: LeanBody | None = None
+    process_usdt: LeanBody | None = None
+    process_loader: LeanBody | None = None
+    process_throttle: Obj | None = None
+    rate_limit_info: Obj | None = None
+    tetrapipe: Obj | None = None
+
+
 # Ordered by how common each type is in a real export, because the type is
 # found by probing these attributes in turn.
 KNOWN_TYPES: tuple[str, ...] = (

@@ -11,6 +11,7 @@ not re-encoded, so fields tetrapipe does not model pass through untouched.
 from __future__ import annotations
 
 import time
+
 import msgspec
 
 from pipeline.codec import BadInput, Decoded, LineDecoder
@@ -70,7 +71,7 @@ class Processor:
                 continue
             if decoded is None:  # a CRI partial line, joined with its final line later
                 continue
-            body = decoded.body
+            body = decoded.vbody
             if body is not None and decoded.etype != "process_exec" and decoded.etype != "process_exit":
                 decoded.egress = classify(body)
             tags = tag(decoded)

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from pipeline.model import EventBody, TetragonEvent
+from pipeline.model import EventBody, LeanBody, LeanEvent, TetragonEvent
 
 _STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(-?\d+)\]|\.\[\"([^\"]+)\"\]")
 MISSING: Any = None  # jq prints a missing field as null; so do we.
@@ -85,12 +85,14 @@ def _is_typed(root: type, steps: tuple[str | int, ...]) -> bool:
 class Path:
     """A compiled path: `resolve(obj)` walks structs, dicts and lists; absent → None."""
 
-    __slots__ = ("text", "steps", "typed")
+    __slots__ = ("text", "steps", "typed", "lean")
 
     def __init__(self, text: str, *, relative_to_body: bool) -> None:
         self.text = text
         self.steps = parse_steps(text)
+        # typed: readable on the full model; lean: readable on the lean model every event has
         self.typed = _is_typed(EventBody if relative_to_body else TetragonEvent, self.steps)
+        self.lean = _is_typed(LeanBody if relative_to_body else LeanEvent, self.steps)
 
     def resolve(self, obj: Any) -> Any:
         for step in self.steps:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from pipeline.codec import Decoded
-from pipeline.model import EventBody
+from pipeline.model import LeanBody
 from transforms.codegen import AccessPlan
 from transforms.library import Condition, ParamValue
 from transforms.paths import Path, PathError, compile_getter
@@ -78,9 +78,9 @@ class _Compiler:
             path = Path(field, relative_to_body=True)
         except PathError as exc:
             raise RuleError(f"{where}: {exc}") from None
-        if path.typed and self.plan is not None:
-            return self.plan.expr(path)
-        if path.typed:
+        if path.lean and self.plan is not None:
+            return self.plan.expr(path)  # from the lean view's struct locals
+        if path.typed:  # the full model, decoded on first use
             return f"{self.const(compile_getter(path, relative_to_body=True))}(d.body)"
         return f"{self.const(path.resolve)}(d.generic_body())"
 
@@ -156,17 +156,17 @@ def compile_matcher(entries: list[tuple[Condition, Mapping[str, ParamValue], str
     """One generated function for a group of categories (those of one event type).
 
     `entries` are (match, params, where, skip_top_level_event).  The function
-    takes a decoded event whose body is the *typed* model, reads each struct
+    takes a decoded event whose lean view is typed (not a dict), reads each struct
     prefix its rules need once, and returns the indexes of matching entries in
     order.  Bodies that fell back to plain dicts use `compile_condition`.
     """
-    plan = AccessPlan(EventBody, "b")
+    plan = AccessPlan(LeanBody, "b")
     compiler = _Compiler({}, plan)
     tests: list[str] = []
     for index, (cond, params, where, skip_event) in enumerate(entries):
         compiler.params = params
         tests += [f"    if {compiler.expr(cond, where, skip_event=skip_event)}:", f"        hits.append({index})"]
-    source = "\n".join(["def match(d):", "    b = d.body", *(f"    {line}" for line in plan.prologue),
+    source = "\n".join(["def match(d):", "    b = d.vbody", *(f"    {line}" for line in plan.prologue),
                         "    hits = []", *tests, "    return hits", ""])
     exec(source, compiler.namespace)  # noqa: S102 - built from validated paths and named constants only
     matcher: Callable[[Any], list[int]] = compiler.namespace["match"]

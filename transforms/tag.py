@@ -120,7 +120,7 @@ class Tagger:
         matcher = self._by_type.get(decoded.etype, self._other)
         if matcher.fast is None:
             return NO_TAGS
-        if type(decoded.body) is not dict:
+        if type(decoded.vbody) is not dict:
             hits = matcher.fast(decoded)
         else:  # the body did not fit the typed model: evaluate rule by rule on the generic view
             hits = [i for i, c in enumerate(matcher.categories) if c.predicate(decoded)]

@@ -90,14 +90,20 @@ def test_shipped_rules(process_one, event, expected):
 
 @pytest.mark.parametrize(("event", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_rules_agree_on_generic_fallback(process_one, event, expected):
-    """An event whose fields do not fit the typed model (pid as a string) is tagged the same way."""
-    body = next(v for k, v in event.items() if k not in ("time", "node_name"))
-    if isinstance(body, dict) and isinstance(body.get("process"), dict):
-        body = {**body, "process": {**body["process"], "pid": "not-a-number"}}
-        event = {**{k: v for k, v in event.items() if not isinstance(v, dict)},
-                 next(k for k, v in event.items() if isinstance(v, dict)): body}
-    env = process_one(event)
+    """An event whose fields do not fit the typed models (node_name a number) is tagged the same way."""
+    env = process_one({**event, "node_name": 12345})
+    assert isinstance(env.decoded.vbody, dict)  # the generic path really ran
     assert env.tags.categories == expected
+    assert env.tags.summaries == process_one(event).tags.summaries
+
+
+def test_full_model_mismatch_keeps_the_lean_path(process_one):
+    """pid as a string breaks only the full model: tagging stays on the lean view, summaries go generic."""
+    event = exec_event("/tmp/x", "a")
+    event["process_exec"]["process"]["pid"] = "not-a-number"
+    env = process_one(event)
+    assert not isinstance(env.decoded.vbody, dict) and isinstance(env.decoded.body, dict)
+    assert env.tags.summaries == {"tmp-execs": "2024-05-14T09:00:00.123456789Z null null /tmp/x a"}
 
 
 def test_groups_follow_categories(process_one):
