@@ -79,7 +79,8 @@ class Decoded:
         else:
             self._generic = None
             self.has_tetrapipe_key = view.tetrapipe is not None
-        self.incomplete = etype in _TYPES_WITH_PROCESS and (vbody is None or _field(vbody, _EXPECTED_BODY_FIELD) is None)
+        self.incomplete = etype in _TYPES_WITH_PROCESS and (
+            vbody is None or _field(vbody, _EXPECTED_BODY_FIELD) is None)
         self.egress: Any = None
 
     @property
