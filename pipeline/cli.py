@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from pipeline import __version__
-from pipeline.config import (ConfigFileError, build_classifier, build_tagger, load_config, resolve_cidrs)
+from pipeline.config import ConfigFileError, build_classifier, build_tagger, load_config, resolve_cidrs
 from pipeline.deadletter import FileDeadLetter
 from pipeline.policies import add_policies_parser, cmd_policies
 from pipeline.process import Processor
@@ -62,12 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no count summary on stderr at exit")
 
     cats = commands.add_parser("categories", help="list the category library",
-                               description="List the categories: id, group, description.")
+                               description="List the categories: id, group, description.",
+                               formatter_class=argparse.RawDescriptionHelpFormatter,
+                               epilog="examples:\n  tetrapipe categories\n"
+                                      "  tetrapipe categories --config my.yaml      with your additions\n"
+                                      "  tetrapipe categories --markdown > docs/library.md\n")
     cats.add_argument("--config", metavar="FILE", help="include this config file's library overrides")
     cats.add_argument("--markdown", action="store_true", help="print the library documentation page")
 
     check = commands.add_parser("check-config", help="validate a config file",
-                                description="Validate a config file: every wrong key or type is named by its path.")
+                                description="Validate a config file: every wrong key or type is named by its path.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="examples:\n  tetrapipe check-config config/example.yaml\n"
+                                       "  exit status 0 when valid, 2 with the offending path otherwise\n")
     check.add_argument("file", metavar="FILE")
     add_policies_parser(commands)
     return parser
