@@ -215,12 +215,19 @@ def _substitute(node: Any, values: Mapping[str, list[str]], ipv6: bool) -> Any:
 
 def add_policies_parser(subparsers: Any) -> None:
     """Add `policies list|render` to the `tetrapipe` sub-command parsers."""
-    cmd = subparsers.add_parser("policies", help="list or render the shipped TracingPolicies",
+    examples = ("examples:\n  tetrapipe policies list\n"
+                "  tetrapipe policies render --pod-cidr 10.244.0.0/16 --service-cidr 10.96.0.0/12 | kubectl apply -f -\n"
+                "  POD_CIDR=10.244.0.0/16 SERVICE_CIDR=10.96.0.0/12 tetrapipe policies render egress\n"
+                "  tetrapipe policies render --config tetrapipe.yaml --output policies/\n")
+    raw = argparse.RawDescriptionHelpFormatter
+    cmd = subparsers.add_parser("policies", help="list or render the shipped TracingPolicies", epilog=examples,
+                                formatter_class=raw,
                                 description="The Tetragon TracingPolicies whose events the categories tag.")
     actions = cmd.add_subparsers(dest="policies_command", metavar="ACTION", required=True)
     show = actions.add_parser("list", help="policy name, file, and the categories that use it")
     show.add_argument("--config", metavar="FILE", help="include this config file's library overrides")
-    out = actions.add_parser("render", help="print policies ready for 'kubectl apply -f -'",
+    out = actions.add_parser("render", help="print policies ready for 'kubectl apply -f -'", epilog=examples,
+                             formatter_class=raw,
                              description="Print the policies (all when no NAME) as multi-document YAML, "
                                          "with the egress policy's CIDRs filled in.")
     out.add_argument("names", nargs="*", metavar="NAME", help="policy name (see 'tetrapipe policies list')")
