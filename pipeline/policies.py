@@ -216,7 +216,8 @@ def _substitute(node: Any, values: Mapping[str, list[str]], ipv6: bool) -> Any:
 def add_policies_parser(subparsers: Any) -> None:
     """Add `policies list|render` to the `tetrapipe` sub-command parsers."""
     examples = ("examples:\n  tetrapipe policies list\n"
-                "  tetrapipe policies render --pod-cidr 10.244.0.0/16 --service-cidr 10.96.0.0/12 | kubectl apply -f -\n"
+                "  tetrapipe policies render --pod-cidr 10.244.0.0/16 --service-cidr 10.96.0.0/12 \\\n"
+                "      | kubectl apply -f -\n"
                 "  POD_CIDR=10.244.0.0/16 SERVICE_CIDR=10.96.0.0/12 tetrapipe policies render egress\n"
                 "  tetrapipe policies render --config tetrapipe.yaml --output policies/\n")
     raw = argparse.RawDescriptionHelpFormatter
