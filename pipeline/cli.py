@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from pipeline import __version__
 from pipeline.config import ConfigFileError, build_classifier, build_tagger, load_config, resolve_cidrs
@@ -19,6 +20,9 @@ from pipeline.runner import EXIT_FAILED, Pipeline
 from pipeline.sources import FileSource, StdinSource
 from pipeline.stats import Stats
 from sinks.base import Selection
+from sinks.kafka_cli import KafkaConfigError, add_kafka_arguments, build_kafka
+from sinks.kafka_cli import resolve as resolve_kafka
+from sinks.otlp_config import OtlpConfigError, add_otlp_arguments, build_otlp_sinks
 from sinks.stdout import StdoutSink
 from transforms.docs import categories_markdown, categories_table
 
@@ -53,13 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--service-cidr", action="append", metavar="CIDR",
                      help="service CIDR (repeatable; default: $SERVICE_CIDR or the config file)")
     run.add_argument("--dead-letter", metavar="FILE", help="append records that cannot be decoded to FILE, unchanged")
-    run.add_argument("--format", choices=("json", "summary"), default="json",
-                     help="json: every event with a 'tetrapipe' key (default); summary: one line per tagged event")
+    run.add_argument("--format", choices=("json", "summary"), default=None,
+                     help="stdout: json, every event with a 'tetrapipe' key (default); summary, one line per "
+                          "tagged event.  Given with Kafka/OTLP outputs, stdout is written as well")
     run.add_argument("--only", action="append", metavar="CATEGORY", default=[],
                      help="output only events with this category (repeatable)")
     run.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
                      help="on SIGTERM/SIGINT, time allowed to deliver what was read (default 30)")
     run.add_argument("--quiet", action="store_true", help="no count summary on stderr at exit")
+    add_kafka_arguments(run)
+    add_otlp_arguments(run)
 
     cats = commands.add_parser("categories", help="list the category library",
                                description="List the categories: id, group, description.",
@@ -81,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    args.format_given = args.format is not None
+    args.format = args.format or "json"
     config = load_config(args.config)
     tagger = build_tagger(config.library)
     unknown = sorted(set(args.only) - tagger.ids)
@@ -91,12 +100,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         resolve_cidrs(args.pod_cidr, "POD_CIDR", config.egress.pod_cidrs),
         resolve_cidrs(args.service_cidr, "SERVICE_CIDR", config.egress.service_cidrs),
     )
-    source = FileSource(args.input) if args.input else StdinSource()
-    selection = Selection(categories=frozenset(args.only), untagged=not args.only)
-    sink = StdoutSink(args.format, selection)
-    dead_letter = FileDeadLetter(args.dead_letter) if args.dead_letter else None
+    try:
+        kafka_source, kafka_sinks, kafka_dlq = build_kafka(args, config.kafka, groups=tagger.groups)
+    except KafkaConfigError as exc:
+        raise ConfigFileError(str(exc)) from None
+    if kafka_source is not None and args.input:
+        raise ConfigFileError("--input and a Kafka source (--kafka-topic / kafka.source) exclude each other")
+    source = kafka_source or (FileSource(args.input) if args.input else StdinSource())
+    dead_letter = kafka_dlq or (FileDeadLetter(args.dead_letter) if args.dead_letter else None)
+    try:
+        otlp_sinks = build_otlp_sinks(args, config.otlp, dead_letter, scope_version=__version__,
+                                      group_of=dict(tagger.groups))
+    except OtlpConfigError as exc:
+        raise ConfigFileError(str(exc)) from None
+    # stdout is the default output: used when no other sink is configured, or when asked for with --format.
+    sinks: list[Any] = [*kafka_sinks, *otlp_sinks]
+    if not sinks or args.format_given:
+        sinks.append(StdoutSink(args.format, Selection(categories=frozenset(args.only), untagged=not args.only)))
     stats = Stats()
-    pipeline = Pipeline(source, Processor(tagger, classifier), [sink], dead_letter=dead_letter, stats=stats,
+    pipeline = Pipeline(source, Processor(tagger, classifier), sinks, dead_letter=dead_letter, stats=stats,
                         grace=args.grace)
     tune_gc()
     code = asyncio.run(_run_with_signals(pipeline))
@@ -153,6 +175,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config(args.file)
     tagger = build_tagger(config.library)
     build_classifier(config.egress, config.egress.pod_cidrs, config.egress.service_cidrs)
+    run_defaults = build_parser().parse_args(["run"])  # no flags: the file (and env) alone
+    try:
+        if config.kafka is not None:
+            resolve_kafka(run_defaults, config.kafka)
+        build_otlp_sinks(run_defaults, config.otlp, None, group_of=dict(tagger.groups))
+    except (KafkaConfigError, OtlpConfigError) as exc:
+        raise ConfigFileError(str(exc)) from None
     print(f"{args.file}: valid ({len(tagger.categories)} categories, {len(config.egress.zones)} custom zones)")
     return 0
 

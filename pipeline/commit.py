@@ -8,13 +8,22 @@ for the ones before it.  A batch whose every record was filtered or
 dead-lettered is acknowledged like any other, so it can never stall commits.
 
 Commits are rate-limited (`interval` seconds) and forced on shutdown and on
-partition revocation.  `commit_fn` receives the merged position: dict positions
+partition revocation; they are serialised (a lock), so a forced commit from a
+rebalance callback and the writer's periodic one can never reach the source
+out of order and move a position backwards.
+
+Revocation support (`settled`, `forget`): `settled(owns, timeout)` waits until
+no registered batch that `owns` selects is still unacknowledged; `forget(owns)`
+abandons such batches — they leave the ordering (later batches no longer wait
+for them) and an acknowledgement that still arrives for one is ignored, so
+their positions are never committed here.  `commit_fn` receives the merged position: dict positions
 (e.g. Kafka partition → next offset) merge key by key, later batches winning;
 any other position value is replaced by the later one (e.g. a file offset).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -48,6 +57,14 @@ class Committer:
         self._last_commit = clock()
         self.committed: Any = None  # the last position handed to commit_fn successfully
         self.commits = 0
+        self._forgotten: set[int] = set()  # seqs of abandoned batches whose ack must be ignored
+        self._changed = asyncio.Event()  # set on every ack: wakes `settled()`
+        self._lock = asyncio.Lock()  # one commit at a time, in order
+
+    @property
+    def interval(self) -> float:
+        """Seconds between (unforced) commits."""
+        return self._interval
 
     @property
     def in_flight(self) -> int:
@@ -64,22 +81,73 @@ class Committer:
         """Mark a batch delivered to every sink that selected any of its records."""
         if batch.seq < 0:
             raise ValueError("ack() of a batch that was never registered")
+        if batch.seq in self._forgotten:  # abandoned on revocation: its position must not be committed
+            self._forgotten.discard(batch.seq)
+            return
         self._done.add(batch.seq)
+        self._changed.set()
+        self._advance()
+
+    def _advance(self) -> None:
+        """Move the acknowledged head of the pending queue into the committable position."""
         while self._pending and self._pending[0].seq in self._done:
             head = self._pending.popleft()
             self._done.discard(head.seq)
             self._ready = merge_positions(self._ready, head.commit_position)
 
-    def forget(self, predicate: Callable[[Batch], bool]) -> None:
-        """Drop pending batches (e.g. of revoked partitions) that will be redone elsewhere."""
-        kept = deque(b for b in self._pending if not predicate(b))
+    def forget(self, predicate: Callable[[Batch], bool]) -> int:
+        """Abandon pending batches (e.g. of revoked partitions) that will be redone elsewhere.
+
+        They no longer hold back later batches, and their positions are never
+        committed, even if a sink acknowledges them afterwards.  Returns how
+        many were abandoned.
+        """
+        kept: deque[Batch] = deque()
+        dropped = 0
+        for b in self._pending:
+            if predicate(b):
+                dropped += 1
+                if b.seq in self._done:
+                    self._done.discard(b.seq)
+                else:
+                    self._forgotten.add(b.seq)
+            else:
+                kept.append(b)
         self._pending = kept
+        # Acknowledged batches that were waiting only for the abandoned ones are now a prefix.
+        self._advance()
+        return dropped
+
+    def unsettled(self, predicate: Callable[[Batch], bool]) -> int:
+        """How many registered, unacknowledged batches `predicate` selects."""
+        return sum(1 for b in self._pending if predicate(b))
+
+    async def settled(self, predicate: Callable[[Batch], bool], timeout: float) -> bool:
+        """Wait until no batch that `predicate` selects is pending; False if `timeout` seconds pass first."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, timeout)
+        while self.unsettled(predicate):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                return not self.unsettled(predicate)
+        return True
 
     async def maybe_commit(self, *, force: bool = False) -> bool:
         """Commit the acknowledged prefix if due (or forced). True when something was committed."""
         if self._ready is None:
             return False
         if not force and self._clock() - self._last_commit < self._interval:
+            return False
+        async with self._lock:
+            return await self._commit_ready()
+
+    async def _commit_ready(self) -> bool:
+        if self._ready is None:  # a concurrent commit took it while we waited for the lock
             return False
         position, self._ready = self._ready, None
         try:

@@ -11,6 +11,8 @@ Layout (every section optional; `tetrapipe run` needs no file at all):
       service_cidrs: [10.96.0.0/12]
       zones:
         - {name: corp-vpn, cidrs: [10.8.0.0/16], internal: true}
+    kafka: {connection: ..., source: ..., sink: ..., dead_letter: ...}   # config/example-kafka.yaml
+    otlp: [{endpoint: ..., protocol: ..., select: ...}]                 # config/example-otlp.yaml
 
 CIDR precedence (one source of truth for classification and, later, policy
 rendering): `--pod-cidr`/`--service-cidr` flags, else the `POD_CIDR` /
@@ -26,6 +28,8 @@ from pathlib import Path
 import msgspec
 import yaml
 
+from sinks.kafka_cli import KafkaSection
+from sinks.otlp_config import OtlpSinkConfig
 from transforms.classify import Classifier, ConfigError, ZoneSpec
 from transforms.library import LibraryConfig, LibraryError, load_library
 from transforms.rules import RuleError
@@ -51,6 +55,8 @@ class EgressConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tru
 class Config(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     library: LibraryConfig = msgspec.field(default_factory=LibraryConfig)
     egress: EgressConfig = msgspec.field(default_factory=EgressConfig)
+    kafka: KafkaSection | None = None  # Kafka source / routed sink / dead-letter topic (sinks.kafka_cli)
+    otlp: list[OtlpSinkConfig] = []  # OTLP log destinations, each with its own selection (sinks.otlp_config)
 
 
 class ConfigFileError(ValueError):

@@ -207,11 +207,24 @@ class Pipeline:
         await self._queue.put(None)
 
     async def _write(self) -> None:
-        while (batch := await self._queue.get()) is not None:
+        while (batch := await self._next_batch()) is not None:
             await self._deliver(batch)
             self.committer.ack(batch)
             await self.committer.maybe_commit()
         await self.committer.maybe_commit(force=True)
+
+    async def _next_batch(self) -> Batch | None:
+        """The next queued batch; while the input is idle, commit what is due meanwhile.
+
+        Without this, the last batches before a pause of an endless source
+        (Kafka) would stay uncommitted until more input came — and be redone
+        after a restart although they were delivered long ago.
+        """
+        while True:
+            try:
+                return await asyncio.wait_for(self._queue.get(), max(0.05, self.committer.interval))
+            except TimeoutError:
+                await self.committer.maybe_commit()
 
     async def _deliver(self, batch: Batch) -> None:
         writes = []

@@ -1,9 +1,29 @@
-"""Sources, by protocol name.  Each yields `Batch`es and commits the positions the committer hands back."""
+"""Sources, by protocol name.  Each yields `Batch`es and commits the positions the committer hands back.
+
+The registry names each class by module path and imports it on first use, so a
+run that reads stdin does not pay for importing the Kafka client.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from pipeline.sources.stdin import FileSource, StdinSource
 
-SOURCES = {"stdin": StdinSource, "file": FileSource}
+SOURCES: dict[str, str] = {
+    "stdin": "pipeline.sources.stdin:StdinSource",
+    "file": "pipeline.sources.stdin:FileSource",
+    "kafka": "pipeline.sources.kafka:KafkaSource",
+}
 
-__all__ = ["SOURCES", "FileSource", "StdinSource"]
+
+def source_class(name: str) -> Any:
+    """The source class registered under `name` (KeyError lists the known names)."""
+    if name not in SOURCES:
+        raise KeyError(f"unknown source {name!r}; known: {', '.join(SOURCES)}")
+    module, _, attr = SOURCES[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+__all__ = ["SOURCES", "FileSource", "StdinSource", "source_class"]

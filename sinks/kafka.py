@@ -1,0 +1,236 @@
+"""`kafka` sink (routed, enriched events) and Kafka dead-letter topic.
+
+`KafkaSink.write(envelopes)` returns only when every message it produced for
+them is acknowledged by the brokers (`acks=all`): that return is what lets
+the committer commit their input offsets.  Retriable broker errors (leader
+moves, timeouts, a broker down) raise `SinkError(retryable=True)` and the
+runner retries the whole write — messages that had already been acknowledged
+are produced again (at-least-once: duplicates, never loss).  Fatal ones
+(authorisation, a message too large) raise `SinkError(retryable=False)`.
+
+Speed: no await per message.  A write groups its messages per destination
+partition into aiokafka `BatchBuilder`s (the partition chosen as the Java
+client would: murmur2 of the key; keyless messages stick to one random
+partition per topic and write, like Kafka's sticky partitioner), submits each
+full builder with `send_batch`, then awaits the futures together.  While it
+waits, the pipeline's reader is already decoding the next batch.
+
+`KafkaDeadLetter` writes each bad record's raw bytes unchanged with headers
+`tetrapipe-error` (`reason: detail`), `tetrapipe-source-topic`,
+`-partition`, `-offset` (plus the input's own key and headers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from aiokafka.partitioner import murmur2
+
+from pipeline.envelope import Envelope
+from sinks.base import SELECT_ALL, SinkError
+from sinks.kafka_config import KafkaDeadLetterConfig, KafkaSinkConfig, producer_options
+from sinks.kafka_connection import KafkaConnection, KafkaConnectionError
+from sinks.kafka_routing import DEFAULT, DROPPED, Route, Router, check_topic
+from sinks.kafka_topics import ensure_topics
+
+_KEY_CACHE_LIMIT = 1 << 16
+
+
+def sink_error(exc: BaseException, what: str) -> SinkError:
+    """A SinkError for a Kafka failure: retryable when Kafka says the error is transient."""
+    retryable = isinstance(exc, KafkaError) and bool(getattr(exc, "retriable", False))
+    return SinkError(f"{what}: {type(exc).__name__}: {exc}", retryable=retryable)
+
+
+class _Producer:
+    """A started AIOKafkaProducer, its topics ensured, and their partition lists."""
+
+    def __init__(self, name: str, connection: KafkaConnection, options: dict[str, Any]) -> None:
+        self.name = name
+        self.connection = connection
+        self.options = options
+        self.producer: AIOKafkaProducer | None = None
+        self.partitions: dict[str, list[int]] = {}
+
+    async def start(self, topics: Sequence[str], create: bool, partitions: int, replication: int) -> None:
+        try:
+            await ensure_topics(self.connection, topics, create=create, partitions=partitions,
+                                replication_factor=replication)
+            self.producer = AIOKafkaProducer(**self.options)
+            await self.producer.start()
+            for topic in topics:
+                self.partitions[topic] = sorted(await self.producer.partitions_for(topic))
+        except (KafkaError, KafkaConnectionError, OSError) as exc:
+            await self.close()
+            raise SinkError(f"{self.name}: {exc}", retryable=False) from None
+
+    async def close(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()  # flushes what is queued
+            self.producer = None
+
+
+class KafkaSink:
+    """Routes enriched events to topics (see sinks.kafka_routing) and acknowledges by returning.
+
+    Counters (events, counted once a write is acknowledged): `routed` (sent
+    to ≥1 routed topic), `defaulted`, `dropped_untagged`; `by_category`
+    (category → events routed for it); `messages` (topic → messages).
+    """
+
+    def __init__(self, connection: KafkaConnection, config: KafkaSinkConfig, groups: dict[str, str]) -> None:
+        self.name = "kafka"
+        self.selection = SELECT_ALL  # routing, not selection, decides what goes where
+        self.config = config
+        self.router = Router(config.topic_template, groups, multi_category=config.multi_category,
+                             default_topic=config.default_topic, key=config.key)
+        self._connection = connection
+        self._client: _Producer | None = None
+        self._hashes: dict[bytes, int] = {}
+        self.routed = self.defaulted = self.dropped_untagged = 0
+        self.by_category: Counter[str] = Counter()
+        self.messages: Counter[str] = Counter()
+
+    async def start(self) -> None:
+        cfg = self.config
+        try:
+            options = producer_options(self._connection, idempotence=cfg.idempotence, compression=cfg.compression,
+                                       linger_ms=cfg.linger_ms, batch_size=cfg.batch_size,
+                                       max_request_size=cfg.max_request_size)
+        except KafkaConnectionError as exc:
+            raise SinkError(str(exc), retryable=False) from None
+        self._client = _Producer("kafka sink", self._connection, options)
+        await self._client.start(self.router.topics(), cfg.topics.create_topics, cfg.topics.partitions,
+                                 cfg.topics.replication_factor)
+
+    def _partition(self, topic: str, key: bytes | None, sticky: dict[str, int]) -> int:
+        partitions = self._client.partitions[topic]  # type: ignore[union-attr]
+        if key is None:
+            chosen = sticky.get(topic)
+            if chosen is None:
+                chosen = sticky[topic] = random.choice(partitions)
+            return chosen
+        hashed = self._hashes.get(key)
+        if hashed is None:
+            if len(self._hashes) >= _KEY_CACHE_LIMIT:
+                self._hashes.clear()
+            hashed = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
+        return partitions[hashed % len(partitions)]
+
+    async def write(self, envelopes: Sequence[Envelope]) -> None:
+        assert self._client is not None and self._client.producer is not None, "start() first"
+        producer = self._client.producer
+        route_of, key_of, headers_of = self.router.route, self.router.key, self.router.headers
+        builders: dict[tuple[str, int], Any] = {}
+        sticky: dict[str, int] = {}
+        shapes: Counter[Route] = Counter()
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            for env in envelopes:
+                route = route_of(env)
+                shapes[route] += 1
+                if not route.topics:
+                    continue
+                key, headers, value = key_of(env), headers_of(env, route), env.out
+                for topic in route.topics:
+                    partition = self._partition(topic, key, sticky)
+                    builder = builders.get((topic, partition))
+                    if builder is None:
+                        builder = builders[(topic, partition)] = producer.create_batch()
+                    if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                        futures.append(await producer.send_batch(builder, topic, partition=partition))
+                        builder = builders[(topic, partition)] = producer.create_batch()
+                        builder.append(key=key, value=value, timestamp=None, headers=headers)
+            for (topic, partition), builder in builders.items():
+                futures.append(await producer.send_batch(builder, topic, partition=partition))
+            results = await asyncio.gather(*futures, return_exceptions=True)
+        except KafkaError as exc:
+            raise sink_error(exc, "producing to Kafka failed") from None
+        for result in results:
+            if isinstance(result, BaseException):
+                raise sink_error(result, "Kafka did not acknowledge a batch")
+        self._count(shapes)
+
+    def _count(self, shapes: Counter[Route]) -> None:
+        for route, n in shapes.items():
+            if route.outcome == DROPPED:
+                self.dropped_untagged += n
+                continue
+            if route.outcome == DEFAULT:
+                self.defaulted += n
+            else:
+                self.routed += n
+                categories = route.headers[0][1].decode().split(",")
+                for category in categories[:1] if self.config.multi_category == "first" else categories:
+                    self.by_category[category] += n
+            for topic in route.topics:
+                self.messages[topic] += n
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+
+class KafkaDeadLetter:
+    """Bad records, unchanged, to one topic; usable as the Pipeline's `dead_letter`."""
+
+    def __init__(self, connection: KafkaConnection, config: KafkaDeadLetterConfig) -> None:
+        self.name = f"kafka dead letter {config.topic}"
+        self.selection = SELECT_ALL
+        self.config = config
+        self.topic = check_topic(config.topic)
+        self._connection = connection
+        self._client: _Producer | None = None
+        self.written = 0
+
+    async def start(self) -> None:
+        try:
+            options = producer_options(self._connection, idempotence=self.config.idempotence)
+        except KafkaConnectionError as exc:
+            raise SinkError(str(exc), retryable=False) from None
+        self._client = _Producer(self.name, self._connection, options)
+        t = self.config.topics
+        await self._client.start([self.topic], t.create_topics, t.partitions, t.replication_factor)
+
+    async def write(self, envelopes: Sequence[Envelope]) -> None:
+        assert self._client is not None and self._client.producer is not None, "start() first"
+        producer = self._client.producer
+        try:
+            # Bad records are rare: one send per record is simple and cheap enough.
+            futures = [await producer.send(self.topic, value=e.raw, key=_source_key(e), headers=dead_letter_headers(e))
+                       for e in envelopes]
+            results = await asyncio.gather(*futures, return_exceptions=True)
+        except KafkaError as exc:
+            raise sink_error(exc, "producing to the dead-letter topic failed") from None
+        for result in results:
+            if isinstance(result, BaseException):
+                raise sink_error(result, "Kafka did not acknowledge a dead-letter record")
+        self.written += len(envelopes)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+
+def _source_key(env: Envelope) -> bytes | None:
+    return env.meta[0] if env.meta is not None else None
+
+
+def dead_letter_headers(env: Envelope) -> list[tuple[str, bytes]]:
+    """The input's headers plus the error and where the record came from (when it came from Kafka)."""
+    headers = list(env.meta[1]) if env.meta is not None and env.meta[1] else []
+    error = env.error
+    headers.append(("tetrapipe-error", (f"{error.reason}: {error.detail}" if error else "unknown").encode()))
+    position = env.position
+    if isinstance(position, tuple) and len(position) == 3:
+        topic, partition, offset = position
+        headers += [("tetrapipe-source-topic", str(topic).encode()),
+                    ("tetrapipe-source-partition", str(partition).encode()),
+                    ("tetrapipe-source-offset", str(offset).encode())]
+    return headers

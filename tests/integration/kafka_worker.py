@@ -1,0 +1,103 @@
+"""A tetrapipe Kafka worker for tests: builds the pipeline from CLI-like args, as `tetrapipe run` will.
+
+    python tests/integration/kafka_worker.py --config kafka.yaml --kafka-bootstrap H:P --kafka-topic RAW \\
+        --kafka-group G --kafka-out-template 'out.{category}' [--status FILE] [--grace S]
+
+`--config` holds a `kafka:` section (sinks.kafka_cli.KafkaSection).  It runs
+until SIGTERM/SIGINT (graceful drain; a second signal exits at once).  With
+`--status FILE` it rewrites FILE (atomically) every 0.2 s and at exit with the
+partitions it owns and its counters, so a test can watch it from outside.
+`build_pipeline` is also used in-process by the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import msgspec  # noqa: E402
+import yaml  # noqa: E402
+
+from pipeline.cli import _run_with_signals  # noqa: E402
+from pipeline.config import Config, build_classifier, build_tagger  # noqa: E402
+from pipeline.process import Processor  # noqa: E402
+from pipeline.runner import Pipeline  # noqa: E402
+from pipeline.stats import Stats  # noqa: E402
+from sinks.kafka_cli import KafkaSection, add_kafka_arguments, build_kafka  # noqa: E402
+from sinks.stdout import StdoutSink  # noqa: E402
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--config", help="YAML file with a kafka: section")
+    p.add_argument("--grace", type=float, default=30.0)
+    p.add_argument("--max-in-flight", type=int, default=8)
+    p.add_argument("--status", help="write a JSON status file here")
+    add_kafka_arguments(p)
+    return p
+
+
+def load_section(path: str | None) -> KafkaSection | None:
+    if not path:
+        return None
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    return msgspec.convert(raw.get("kafka", {}), KafkaSection)
+
+
+def build_pipeline(argv: list[str], **consumer_options: Any) -> Pipeline:
+    """The Pipeline `tetrapipe run` would build for these args (stdout when no Kafka sink)."""
+    args = parser().parse_args(argv)
+    config = Config()
+    tagger = build_tagger(config.library)
+    processor = Processor(tagger, build_classifier(config.egress, ["10.244.0.0/16"], ["10.96.0.0/12"]))
+    source, sinks, dead_letter = build_kafka(args, load_section(args.config), groups=tagger.groups,
+                                             **consumer_options)
+    assert source is not None, "the worker needs a Kafka source"
+    return Pipeline(source, processor, sinks or [StdoutSink()], dead_letter=dead_letter, stats=Stats(),
+                    grace=args.grace, max_in_flight=args.max_in_flight)
+
+
+def status(pipeline: Pipeline) -> dict[str, Any]:
+    source: Any = pipeline.source
+    sink: Any = pipeline.sinks[0]
+    return {"pid": os.getpid(), "owned": sorted(f"{tp.topic}:{tp.partition}" for tp in source._owned),
+            "revocations": source.revocations, "received": pipeline.stats.received,
+            "routed": getattr(sink, "routed", 0), "defaulted": getattr(sink, "defaulted", 0),
+            "dead_lettered": pipeline.stats.dead_lettered, "committed_batches": pipeline.committer.commits}
+
+
+def write_status(path: str, pipeline: Pipeline) -> None:
+    tmp = f"{path}.tmp"
+    Path(tmp).write_text(json.dumps(status(pipeline)))
+    os.replace(tmp, path)
+
+
+async def main_async(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    pipeline = build_pipeline(argv)
+
+    async def report() -> None:
+        while True:  # cancelled when the pipeline ends
+            write_status(args.status, pipeline)
+            await asyncio.sleep(0.2)
+
+    reporter = asyncio.create_task(report()) if args.status else None
+    try:
+        return await _run_with_signals(pipeline)
+    finally:
+        if reporter is not None:
+            reporter.cancel()
+            await asyncio.gather(reporter, return_exceptions=True)
+            write_status(args.status, pipeline)
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main_async(sys.argv[1:])))

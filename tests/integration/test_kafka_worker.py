@@ -1,0 +1,170 @@
+"""Worker processes against a real broker: SIGKILL and restart, two workers in one group, SIGTERM drain.
+
+Inputs are produced with partition = seq % P in one ordered stream, so a
+sequence number maps to its input offset (seq // P): that is how the kill
+test checks that only *uncommitted* offsets were redone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from brokers import Broker, create_topic, unique_name
+from test_kafka_helpers import SEQ, all_committed, committed, header, produce, read_all, wait_until, worker_config
+
+from tests.support.synth import generate
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+WORKER = Path(__file__).with_name("kafka_worker.py")
+PARTITIONS = 4
+
+
+class Worker:
+    """One `kafka_worker.py` process; its status file is read to watch it."""
+
+    def __init__(self, tmp: Path, name: str, args: list[str]) -> None:
+        self.status_path = tmp / f"{name}.status.json"
+        self.log_path = tmp / f"{name}.log"
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen([sys.executable, str(WORKER), *args, "--status", str(self.status_path)],
+                                            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+
+    def status(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.status_path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {"owned": [], "received": 0}
+
+    def signal(self, sig: int) -> None:
+        self.process.send_signal(sig)
+
+    async def wait(self, timeout_s: float = 60.0) -> int:
+        code = await asyncio.to_thread(self.process.wait, timeout_s)
+        return code
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+
+def worker_args(broker: Broker, cfg: Path, raw: str, group: str, prefix: str) -> list[str]:
+    return ["--config", str(cfg), "--kafka-bootstrap", broker.bootstrap, "--kafka-topic", raw, "--kafka-group", group,
+            "--kafka-out-template", prefix + ".{category}", "--kafka-default-topic", prefix + ".other",
+            "--kafka-dlq", prefix + ".dlq", "--grace", "20", "--max-in-flight", "4"]
+
+
+async def setup_stream(broker: Broker, count: int) -> str:
+    raw = unique_name("in")
+    await create_topic(broker.bootstrap, raw, PARTITIONS)
+    await produce_more(broker, raw, 0, count)
+    return raw
+
+
+async def output_seqs(broker: Broker, prefix: str, tagger_groups: dict[str, str]) -> Counter[tuple[str, int]]:
+    topics = [f"{prefix}.{c}" for c in tagger_groups] + [prefix + ".other", prefix + ".dlq"]
+    return Counter((r.topic, int(header(r, SEQ))) for r in await read_all(broker.bootstrap, topics, timeout_s=120))
+
+
+async def test_sigkill_mid_stream_and_restart_loses_nothing(kafka_broker: Broker, tmp_path: Path, tagger) -> None:
+    total = 50_000
+    group, prefix = unique_name("g"), unique_name("out")
+    raw = await setup_stream(kafka_broker, total)
+    args = worker_args(kafka_broker, worker_config(tmp_path / "k.yaml", kafka_broker), raw, group, prefix)
+
+    first = Worker(tmp_path, "first", args)
+    try:
+        await wait_until(lambda: _true(first.status()["received"] >= 15_000), 120, "the first worker to get going")
+        first.signal(signal.SIGKILL)
+        assert await first.wait() == -signal.SIGKILL
+    finally:
+        first.kill()
+    at_kill = await committed(kafka_broker.bootstrap, group, raw, PARTITIONS)
+    assert sum(at_kill.values()) < total, "the kill came too late to test anything"
+    before = {seq for _, seq in await output_seqs(kafka_broker, prefix, tagger.groups)}
+    # Delivered by the killed worker but not committed: exactly what the restart must redo.
+    window = {seq for seq in before if seq // PARTITIONS >= at_kill[seq % PARTITIONS]}
+
+    second = Worker(tmp_path, "second", args)
+    try:
+        await wait_until(lambda: all_committed(kafka_broker.bootstrap, group, raw, PARTITIONS), 180,
+                         "the restarted worker to commit everything")
+        second.signal(signal.SIGTERM)
+        assert await second.wait() == 0, second.log()
+    finally:
+        second.kill()
+
+    outputs = await output_seqs(kafka_broker, prefix, tagger.groups)
+    seqs = {seq for _, seq in outputs}
+    assert seqs == set(range(total)), f"lost {total - len(seqs)} events"
+    duplicated = {seq for (_, seq), n in outputs.items() if n > 1}
+    print(f"\nSIGKILL test: {len(before)} events delivered before the kill, {sum(at_kill.values())} committed; "
+          f"{len(duplicated)} duplicated after the restart (uncommitted window {len(window)})")
+    assert duplicated == window, "duplicates must be exactly the delivered-but-uncommitted window"
+    assert len(window) <= len(before) - sum(at_kill.values())
+
+async def test_two_workers_split_partitions_and_one_takes_over_after_sigterm(
+        kafka_broker: Broker, tmp_path: Path, tagger) -> None:
+    group, prefix = unique_name("g"), unique_name("out")
+    raw = unique_name("in")
+    await create_topic(kafka_broker.bootstrap, raw, PARTITIONS)
+    args = worker_args(kafka_broker, worker_config(tmp_path / "k.yaml", kafka_broker), raw, group, prefix)
+    a, b = Worker(tmp_path, "a", args), Worker(tmp_path, "b", args)
+    try:
+        def split() -> bool:
+            owned_a, owned_b = set(a.status()["owned"]), set(b.status()["owned"])
+            return bool(owned_a) and bool(owned_b) and not owned_a & owned_b and len(owned_a | owned_b) == PARTITIONS
+
+        await wait_until(lambda: _true(split()), 90, "both workers to own partitions")
+        await produce_more(kafka_broker, raw, 0, 20_000)
+        await wait_until(lambda: _true(a.status()["received"] > 0 and b.status()["received"] > 0), 60,
+                         "both workers to process events")
+        owned_by_a = a.status()["owned"]
+        a.signal(signal.SIGTERM)
+        assert await a.wait() == 0, a.log()
+        after_a = await committed(kafka_broker.bootstrap, group, raw, PARTITIONS)
+        assert all(after_a[int(tp.rsplit(":", 1)[1])] > 0 for tp in owned_by_a), "SIGTERM drain committed nothing"
+
+        await produce_more(kafka_broker, raw, 20_000, 10_000)
+        await wait_until(lambda: _true(len(b.status()["owned"]) == PARTITIONS), 90, "the survivor to take over")
+        await wait_until(lambda: all_committed(kafka_broker.bootstrap, group, raw, PARTITIONS), 120,
+                         "the survivor to commit everything")
+        b.signal(signal.SIGTERM)
+        assert await b.wait() == 0, b.log()
+    finally:
+        a.kill()
+        b.kill()
+    seqs = {seq for _, seq in await output_seqs(kafka_broker, prefix, tagger.groups)}
+    assert seqs == set(range(30_000)), f"lost {30_000 - len(seqs)} events"
+
+
+async def produce_more(broker: Broker, raw: str, first_seq: int, count: int) -> None:
+    values = list(generate(count, seed=first_seq + 1))
+    keys = [f"node-{i % 13}".encode() for i in range(count)]
+    await produce(broker.bootstrap, raw, values, keys=keys, first_seq=first_seq,
+                  partition_of=lambda i: (first_seq + i) % PARTITIONS)
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers read KAFKA_* from the environment: keep the test's own settings from leaking in."""
+    for name in list(os.environ):
+        if name.startswith("KAFKA_") and name != "KAFKA_BOOTSTRAP_SERVERS":
+            monkeypatch.delenv(name)
