@@ -31,7 +31,7 @@ import yaml
 from sinks.kafka_cli import KafkaSection
 from sinks.otlp_config import OtlpSinkConfig
 from transforms.classify import Classifier, ConfigError, ZoneSpec
-from transforms.library import LibraryConfig, LibraryError, load_library
+from transforms.library import SAFE_LOADER, LibraryConfig, LibraryError, load_library
 from transforms.rules import RuleError
 from transforms.summary import TemplateError
 from transforms.tag import Tagger
@@ -67,7 +67,7 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
     if path is None:
         return Config()
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        raw = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigFileError(f"{path}: {exc}") from None
     try:
