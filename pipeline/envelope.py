@@ -40,21 +40,19 @@ class Batch:
     latest wins, e.g. a file offset); None means nothing to commit (stdin).
     """
 
-    __slots__ = ("envelopes", "commit_position", "seq")
+    __slots__ = ("envelopes", "commit_position", "seq", "good", "bad")
 
     def __init__(self, envelopes: list[Envelope], commit_position: Any = None) -> None:
         self.envelopes = envelopes
         self.commit_position = commit_position
         self.seq = -1  # assigned by the committer when registered
+        # Filled by the processor in its one pass: the decoded envelopes and the rejected ones
+        # (a CRI partial line is in neither: it becomes part of a later envelope's event).
+        self.good: list[Envelope] = []
+        self.bad: list[Envelope] = []
 
     def __len__(self) -> int:
         return len(self.envelopes)
 
     def __iter__(self) -> Iterator[Envelope]:
         return iter(self.envelopes)
-
-    def good(self) -> list[Envelope]:
-        return [e for e in self.envelopes if e.decoded is not None]
-
-    def bad(self) -> list[Envelope]:
-        return [e for e in self.envelopes if e.error is not None]

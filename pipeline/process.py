@@ -1,7 +1,8 @@
 """The processing step: decode → classify → tag → render, per envelope, synchronously.
 
-`Processor.process(batch)` fills every envelope of a batch in place (the batch
-is owned by the pipeline between source and sinks; nothing else sees it until
+`Processor.process(batch)` fills every envelope of a batch in place, and the
+batch's `good` (decoded) and `bad` (rejected) lists, in one pass (the batch is
+owned by the pipeline between source and sinks; nothing else sees it until
 this returns).  It never raises for bad input: a line that cannot be decoded
 gets `error` set and goes to the dead-letter path.  The output bytes are the
 unwrapped event's own bytes with one key, `tetrapipe`, appended — the event is
@@ -58,16 +59,20 @@ class Processor:
         decode = self.decoder.decode
         classify = self.classifier.classify
         tag = self.tagger.tag
+        good = batch.good
+        bad = batch.bad
         now = time.time_ns()
         for env in batch.envelopes:
             if not env.received_ns:
                 env.received_ns = now
             if env.error is not None:  # the source already rejected it (e.g. too large)
+                bad.append(env)
                 continue
             try:
                 decoded = decode(env.raw)
             except BadInput as exc:
                 env.error = exc
+                bad.append(env)
                 continue
             if decoded is None:  # a CRI partial line, joined with its final line later
                 continue
@@ -78,3 +83,4 @@ class Processor:
             env.decoded = decoded
             env.tags = tags
             env.out = enriched(decoded, tetrapipe_object(tags, decoded))
+            good.append(env)

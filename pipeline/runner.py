@@ -190,10 +190,9 @@ class Pipeline:
         try:
             async for batch in self.source.batches():
                 self.processor.process(batch)
-                self.stats.count_batch(batch.envelopes)
-                for env in batch.envelopes:
-                    if env.error is not None:
-                        self.reporter.report(env)
+                self.stats.count_batch(batch)
+                for env in batch.bad:
+                    self.reporter.report(env)
                 self.committer.register(batch)
                 await self._queue.put(batch)
                 if self._stopping.is_set():
@@ -228,7 +227,7 @@ class Pipeline:
 
     async def _deliver(self, batch: Batch) -> None:
         writes = []
-        good = [e for e in batch.envelopes if e.decoded is not None]
+        good = batch.good
         for sink in self.sinks:
             selection = sink.selection
             selected = good if selection.all else [e for e in good if selection.selects(e)]
@@ -236,7 +235,7 @@ class Pipeline:
                 self.stats.filtered[sink.name] += len(good) - len(selected)
             if selected:
                 writes.append(self._write_with_retry(sink, selected))
-        bad = [e for e in batch.envelopes if e.error is not None and e.error.reason != "blank"]
+        bad = [e for e in batch.bad if e.error is not None and e.error.reason != "blank"]
         if bad and self.dead_letter is not None:
             writes.append(self._write_with_retry(self.dead_letter, bad, dead_letter=True))
         if writes:

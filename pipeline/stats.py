@@ -11,7 +11,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from pipeline.envelope import Envelope
+    from pipeline.envelope import Batch
 
 
 class Stats:
@@ -30,26 +30,26 @@ class Stats:
         self.sink_retries: Counter[str] = Counter()
         self.committed_batches = 0
 
-    def count_batch(self, envelopes: list[Envelope]) -> None:
-        """Update the per-event counters for a processed batch (one pass)."""
-        self.received += len(envelopes)
+    def count_batch(self, batch: Batch) -> None:
+        """Update the per-event counters for a processed batch."""
+        self.received += len(batch.envelopes)
+        self.events += len(batch.good)
         cats = self.categories
         zones = self.zones
-        for env in envelopes:
+        for env in batch.good:
+            if env.tags.categories:
+                cats.update(env.tags.categories)
             decoded = env.decoded
-            if decoded is not None:
-                self.events += 1
-                if env.tags.categories:
-                    cats.update(env.tags.categories)
-                if decoded.egress is not None:
-                    zones[decoded.egress.zone] += 1
-                if decoded.incomplete:
-                    self.incomplete += 1
-            elif env.error is not None:
-                if env.error.reason == "blank":
-                    self.blank += 1
-                else:
-                    self.bad[env.error.reason] += 1
+            if decoded.egress is not None:  # type: ignore[union-attr]
+                zones[decoded.egress.zone] += 1  # type: ignore[union-attr]
+            if decoded.incomplete:  # type: ignore[union-attr]
+                self.incomplete += 1
+        for env in batch.bad:
+            reason = env.error.reason  # type: ignore[union-attr]
+            if reason == "blank":
+                self.blank += 1
+            else:
+                self.bad[reason] += 1
 
     def write_summary(self, out: TextIO) -> None:
         """A short human-readable table of what happened, for stderr at exit."""
