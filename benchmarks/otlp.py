@@ -123,7 +123,7 @@ def worker_sdk(endpoint: str) -> int:
         tail = lines.pop()
         batch = Batch([Envelope(line, i) for i, line in enumerate(lines)])
         processor.process(batch)
-        for env in batch.good():
+        for env in batch.good:
             f = mapper.record(env)
             logger.emit(LogRecord(timestamp=f.time_ns, observed_timestamp=f.observed_ns,
                                   severity_text=f.severity_text, severity_number=SeverityNumber(f.severity),

@@ -5,10 +5,16 @@ Two tasks joined by a bounded queue of batches (`max_in_flight`):
   (decode, classify, tag, render), registers it with the committer and puts it
   on the queue — blocking when the queue is full, which is what holds the
   source back when sinks are slow (no unbounded buffering anywhere);
-- the writer delivers each batch to every sink that selected some of its
-  events, and its bad records to the dead-letter path, concurrently; retries
+- the writer delivers each batch — together with the batches queued behind
+  it, up to `max_delivery_events`, so writes grow with the backlog — to every
+  sink that selected some of its events, and its bad records to the
+  dead-letter path, concurrently; retries
   retryable sink failures with backoff for as long as it takes (an outage is
   never turned into a drop); then acknowledges the batch to the committer.
+
+Memory bound: at most 2 x `max_in_flight` + 2 batches exist between source and
+sinks (a delivery group of up to 1 + `max_in_flight`, a full queue, one being
+read); the source is not read further until one is acknowledged.
 
 Shutdown (`request_stop`, wired to SIGTERM/SIGINT by the CLI): the source stops
 reading, the writer drains what is queued, the committer commits, within
@@ -65,6 +71,7 @@ class Pipeline:
                  dead_letter: DeadLetter | None = None, stats: Stats | None = None,
                  reporter: BadInputReporter | None = None, committer: Committer | None = None,
                  max_in_flight: int = 8, grace: float = 30.0, retry: RetryPolicy | None = None,
+                 max_delivery_events: int = 4096,
                  log: TextIO | None = None) -> None:
         self.source = source
         self.processor = processor
@@ -74,6 +81,7 @@ class Pipeline:
         self.reporter = reporter or BadInputReporter(describe=source.describe)
         self.committer = committer or Committer(source.commit)
         self.grace = grace
+        self.max_delivery_events = max_delivery_events
         self.retry = retry or RetryPolicy()
         self.log = log if log is not None else sys.stderr
         self._queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=max(1, max_in_flight))
@@ -206,11 +214,35 @@ class Pipeline:
         await self._queue.put(None)
 
     async def _write(self) -> None:
-        while (batch := await self._next_batch()) is not None:
-            await self._deliver(batch)
-            self.committer.ack(batch)
+        ended = False
+        while not ended and (batch := await self._next_batch()) is not None:
+            group, ended = self._coalesce(batch)
+            await self._deliver(group)
+            for done in group:
+                self.committer.ack(done)
             await self.committer.maybe_commit()
         await self.committer.maybe_commit(force=True)
+
+    def _coalesce(self, first: Batch) -> tuple[list[Batch], bool]:
+        """`first` plus the batches already queued behind it, up to `max_delivery_events` events.
+
+        Under load, sinks then get larger writes (fewer requests, better
+        compression, more records per produce call) — the batch size adapts to
+        the backlog; when the input trickles, nothing waits to fill a batch.
+        Returns the group and whether the end-of-input marker was taken.
+        """
+        group = [first]
+        size = len(first.good)
+        while size < self.max_delivery_events:
+            try:
+                nxt = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            if nxt is None:
+                return group, True
+            group.append(nxt)
+            size += len(nxt.good)
+        return group, False
 
     async def _next_batch(self) -> Batch | None:
         """The next queued batch; while the input is idle, commit what is due meanwhile.
@@ -225,9 +257,10 @@ class Pipeline:
             except TimeoutError:
                 await self.committer.maybe_commit()
 
-    async def _deliver(self, batch: Batch) -> None:
+    async def _deliver(self, group: list[Batch]) -> None:
+        """Deliver a group of batches to every sink that selected some of their events, and the dead letter."""
         writes = []
-        good = batch.good
+        good = group[0].good if len(group) == 1 else [e for b in group for e in b.good]
         for sink in self.sinks:
             selection = sink.selection
             selected = good if selection.all else [e for e in good if selection.selects(e)]
@@ -235,7 +268,7 @@ class Pipeline:
                 self.stats.filtered[sink.name] += len(good) - len(selected)
             if selected:
                 writes.append(self._write_with_retry(sink, selected))
-        bad = [e for e in batch.bad if e.error is not None and e.error.reason != "blank"]
+        bad = [e for b in group for e in b.bad if e.error is not None and e.error.reason != "blank"]
         if bad and self.dead_letter is not None:
             writes.append(self._write_with_retry(self.dead_letter, bad, dead_letter=True))
         if writes:
