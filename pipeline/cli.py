@@ -51,6 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Read Tetragon JSON events (raw, CRI log lines, or Fluent Bit/Vector "
                                           "records), tag and classify them, and write them out.")
     run.add_argument("--input", metavar="FILE", help="read this file instead of stdin")
+    run.add_argument("--follow", metavar="FILE",
+                     help="follow FILE like `tail -F` (Tetragon's JSON export, e.g. "
+                          "/var/run/cilium/tetragon/tetragon.log): survives rotation, truncation and restarts; "
+                          "needs --checkpoint")
+    run.add_argument("--checkpoint", metavar="PATH",
+                     help="with --follow (required): file keeping the position acknowledged by the outputs, "
+                          "written atomically; its directory must be writable and survive restarts")
+    run.add_argument("--follow-from", choices=("beginning", "end"), default=None,
+                     help="with --follow, first run only (no checkpoint yet): read what FILE already holds "
+                          "(beginning, default) or only what is appended from now on (end)")
     run.add_argument("--config", metavar="FILE", help="config file (library overrides, egress zones)")
     run.add_argument("--pod-cidr", action="append", metavar="CIDR",
                      help="pod CIDR (repeatable; default: $POD_CIDR, comma-separated, or the config file)")
@@ -104,9 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         kafka_source, kafka_sinks, kafka_dlq = build_kafka(args, config.kafka, groups=tagger.groups)
     except KafkaConfigError as exc:
         raise ConfigFileError(str(exc)) from None
-    if kafka_source is not None and args.input:
-        raise ConfigFileError("--input and a Kafka source (--kafka-topic / kafka.source) exclude each other")
-    source = kafka_source or (FileSource(args.input) if args.input else StdinSource())
+    source = _choose_source(args, kafka_source)
     dead_letter = kafka_dlq or (FileDeadLetter(args.dead_letter) if args.dead_letter else None)
     try:
         otlp_sinks = build_otlp_sinks(args, config.otlp, dead_letter, scope_version=__version__,
@@ -125,6 +133,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.quiet:
         stats.write_summary(sys.stderr)
     return code
+
+
+def _choose_source(args: argparse.Namespace, kafka_source: Any) -> Any:
+    """Kafka, a followed file, a file read once, or stdin; conflicting choices are errors."""
+    if args.follow:
+        if args.input or kafka_source is not None:
+            raise ConfigFileError("--follow excludes --input and a Kafka source")
+        if not args.checkpoint:
+            raise ConfigFileError("--follow needs --checkpoint PATH (a writable place that survives restarts)")
+        from pipeline.sources.file import FollowSource
+
+        return FollowSource(args.follow, args.checkpoint, start_at=args.follow_from or "beginning")
+    if args.checkpoint or args.follow_from:
+        raise ConfigFileError("--checkpoint and --follow-from apply only with --follow")
+    if kafka_source is not None:
+        if args.input:
+            raise ConfigFileError("--input and a Kafka source (--kafka-topic / kafka.source) exclude each other")
+        return kafka_source
+    return FileSource(args.input) if args.input else StdinSource()
 
 
 def tune_gc() -> None:

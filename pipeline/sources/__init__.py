@@ -14,6 +14,7 @@ from pipeline.sources.stdin import FileSource, StdinSource
 SOURCES: dict[str, str] = {
     "stdin": "pipeline.sources.stdin:StdinSource",
     "file": "pipeline.sources.stdin:FileSource",
+    "follow": "pipeline.sources.file:FollowSource",
     "kafka": "pipeline.sources.kafka:KafkaSource",
 }
 
