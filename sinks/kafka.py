@@ -76,6 +76,13 @@ class _Producer:
             self.producer = None
 
 
+async def await_acks(futures: list[Any], unacknowledged: str) -> None:
+    """Wait for every produce future; the first failure becomes a SinkError (retryable when transient)."""
+    for result in await asyncio.gather(*futures, return_exceptions=True):
+        if isinstance(result, BaseException):
+            raise sink_error(result, unacknowledged)
+
+
 class KafkaSink:
     """Routes enriched events to topics (see sinks.kafka_routing) and acknowledges by returning.
 
@@ -149,12 +156,9 @@ class KafkaSink:
                         builder.append(key=key, value=value, timestamp=None, headers=headers)
             for (topic, partition), builder in builders.items():
                 futures.append(await producer.send_batch(builder, topic, partition=partition))
-            results = await asyncio.gather(*futures, return_exceptions=True)
+            await await_acks(futures, "Kafka did not acknowledge a batch")
         except KafkaError as exc:
             raise sink_error(exc, "producing to Kafka failed") from None
-        for result in results:
-            if isinstance(result, BaseException):
-                raise sink_error(result, "Kafka did not acknowledge a batch")
         self._count(shapes)
 
     def _count(self, shapes: Counter[Route]) -> None:
@@ -205,12 +209,9 @@ class KafkaDeadLetter:
             # Bad records are rare: one send per record is simple and cheap enough.
             futures = [await producer.send(self.topic, value=e.raw, key=_source_key(e), headers=dead_letter_headers(e))
                        for e in envelopes]
-            results = await asyncio.gather(*futures, return_exceptions=True)
+            await await_acks(futures, "Kafka did not acknowledge a dead-letter record")
         except KafkaError as exc:
             raise sink_error(exc, "producing to the dead-letter topic failed") from None
-        for result in results:
-            if isinstance(result, BaseException):
-                raise sink_error(result, "Kafka did not acknowledge a dead-letter record")
         self.written += len(envelopes)
 
     async def close(self) -> None:

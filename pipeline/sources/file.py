@@ -55,6 +55,7 @@ from pipeline.codec import BadInput
 from pipeline.envelope import Batch, Envelope
 from pipeline.sources.base import SourceError
 from pipeline.sources.lines import LineSplitter, Oversized
+from pipeline.sources.reader import unless_stopped
 
 DEFAULT_CHUNK = 1 << 20
 DEFAULT_MAX_LINE = 16 << 20
@@ -297,14 +298,10 @@ class FollowSource:
         if (f.dev, f.inode) not in self._read_ids:
             self._read_ids.append((f.dev, f.inode))
         # pread: the offset is ours, not the descriptor's, so a rewind is just an assignment.
-        read = asyncio.ensure_future(asyncio.to_thread(os.pread, f.fd, self.chunk_size, f.read_offset))
-        self._inflight = read
-        stop = asyncio.ensure_future(self._stop_requested.wait())
-        try:
-            await asyncio.wait({read, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-        if not read.done():
+        pending = asyncio.ensure_future(asyncio.to_thread(os.pread, f.fd, self.chunk_size, f.read_offset))
+        self._inflight = pending
+        read = await unless_stopped(pending, self._stop_requested)
+        if read is None:
             return None  # close() waits for it before closing the descriptor
         try:
             return read.result()

@@ -15,6 +15,7 @@ import asyncio
 import os
 import queue
 import threading
+from typing import Any
 
 _EOF = b""
 
@@ -78,3 +79,18 @@ class ThreadedReader:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+async def unless_stopped(awaitable: Any, stop: asyncio.Event) -> asyncio.Future[Any] | None:
+    """Run `awaitable` until it finishes or `stop` is set; its finished future, or None when stopped.
+
+    The pending future is left running (the caller decides whether to cancel
+    it or wait for it, e.g. before closing the descriptor it reads).
+    """
+    work = asyncio.ensure_future(awaitable)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    return work if work.done() else None

@@ -21,7 +21,7 @@ from pipeline.codec import BadInput
 from pipeline.envelope import Batch, Envelope
 from pipeline.sources.base import SourceError
 from pipeline.sources.lines import LineSplitter, Oversized
-from pipeline.sources.reader import ThreadedReader
+from pipeline.sources.reader import ThreadedReader, unless_stopped
 
 DEFAULT_CHUNK = 1 << 20
 DEFAULT_MAX_LINE = 16 << 20
@@ -97,14 +97,10 @@ class _FdLineSource:
         was not handed to the pipeline: it is neither output nor counted.
         """
         assert self._reader is not None and self._stop_requested is not None
-        read = asyncio.ensure_future(self._reader.read())
-        stop = asyncio.ensure_future(self._stop_requested.wait())
-        try:
-            await asyncio.wait({read, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-        if not read.done():
-            read.cancel()
+        pending = asyncio.ensure_future(self._reader.read())
+        read = await unless_stopped(pending, self._stop_requested)
+        if read is None:
+            pending.cancel()
             return b""
         try:
             return read.result()
