@@ -75,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
                      help="on SIGTERM/SIGINT, time allowed to deliver what was read (default 30)")
     run.add_argument("--quiet", action="store_true", help="no count summary on stderr at exit")
+    run.add_argument("--metrics-port", type=int, metavar="PORT",
+                     default=_env_int("TETRAPIPE_METRICS_PORT"),
+                     help="serve Prometheus /metrics and the /livez, /readyz probes on PORT "
+                          "(default: $TETRAPIPE_METRICS_PORT; off when unset; 0 picks a free port)")
+    run.add_argument("--metrics-address", metavar="ADDR", default=os.environ.get("TETRAPIPE_METRICS_ADDRESS",
+                                                                                 "0.0.0.0"),  # noqa: S104
+                     help="address for --metrics-port (default 0.0.0.0 — the pod IP, so probes and "
+                          "Prometheus reach it; 127.0.0.1 for local runs)")
     add_kafka_arguments(run)
     add_otlp_arguments(run)
 
@@ -128,8 +136,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     stats = Stats()
     pipeline = Pipeline(source, Processor(tagger, classifier), sinks, dead_letter=dead_letter, stats=stats,
                         grace=args.grace)
+    status = None
+    if args.metrics_port is not None:
+        from pipeline.metrics import registry_for
+        from pipeline.status import StatusServer
+
+        status = StatusServer(registry_for(pipeline, __version__), pipeline.health,
+                              host=args.metrics_address, port=args.metrics_port)
     tune_gc()
-    code = asyncio.run(_run_with_signals(pipeline))
+    code = asyncio.run(_run_with_signals(pipeline, status))
     if not args.quiet:
         stats.write_summary(sys.stderr)
     return code
@@ -169,8 +184,26 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-async def _run_with_signals(pipeline: Pipeline) -> int:
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise SystemExit(f"tetrapipe: ${name} must be a port number, not {value!r}") from None
+
+
+async def _run_with_signals(pipeline: Pipeline, status: Any = None) -> int:
     loop = asyncio.get_running_loop()
+    if status is not None:
+        try:
+            await status.start()
+        except OSError as exc:
+            sys.stderr.write(f"tetrapipe: cannot serve metrics on {status.host}:{status.port}: {exc.strerror}\n")
+            return 2
+        sys.stderr.write(f"tetrapipe: metrics and probes on http://{status.host}:{status.port}"
+                         " (/metrics, /livez, /readyz)\n")
     signals_seen = 0
 
     def on_signal() -> None:
@@ -188,6 +221,8 @@ async def _run_with_signals(pipeline: Pipeline) -> int:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if status is not None:
+            await status.close()
 
 
 def cmd_categories(args: argparse.Namespace) -> int:

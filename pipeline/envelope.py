@@ -40,12 +40,13 @@ class Batch:
     latest wins, e.g. a file offset); None means nothing to commit (stdin).
     """
 
-    __slots__ = ("envelopes", "commit_position", "seq", "good", "bad")
+    __slots__ = ("envelopes", "commit_position", "seq", "good", "bad", "read_at")
 
     def __init__(self, envelopes: list[Envelope], commit_position: Any = None) -> None:
         self.envelopes = envelopes
         self.commit_position = commit_position
         self.seq = -1  # assigned by the committer when registered
+        self.read_at = 0.0  # time.monotonic() when the pipeline took it from the source (batch latency)
         # Filled by the processor in its one pass: the decoded envelopes and the rejected ones
         # (a CRI partial line is in neither: it becomes part of a later envelope's event).
         self.good: list[Envelope] = []

@@ -90,6 +90,8 @@ class Pipeline:
         self.exit_code = EXIT_OK
         self.undelivered = 0
         self._running = False  # reader/writer tasks alive: acknowledgements can still arrive
+        self._ended = False  # run() returned
+        self.failing: dict[str, str] = {}  # sink name → last error, while its write is being retried
         bind_drain = getattr(source, "bind_drain", None)
         if bind_drain is not None:
             bind_drain(self.drain)
@@ -102,7 +104,31 @@ class Pipeline:
             self._stopping.set()
             self.source.stop()
 
+    def health(self) -> tuple[bool, bool, list[str]]:
+        """(live, ready, reasons not ready) for the /livez and /readyz probes.
+
+        Live while the pipeline has not ended (the caller answering at all
+        proves the event loop turns).  Ready when the source started and says
+        it is connected, no sink's write is failing (being retried), and no
+        stop was requested — a draining worker takes no new traffic.
+        """
+        reasons = []
+        if not self._running:
+            reasons.append("pipeline not running" if not self._ended else "pipeline ended")
+        elif not getattr(self.source, "ready", True):
+            reasons.append(f"source {self.source.name}: not connected")
+        if self._stopping.is_set():
+            reasons.append("stopping")
+        reasons.extend(f"sink {name}: {error}" for name, error in sorted(self.failing.items()))
+        return not self._ended, not reasons, reasons
+
     async def run(self) -> int:
+        try:
+            return await self._run()
+        finally:
+            self._ended = True
+
+    async def _run(self) -> int:
         try:
             await self.source.start()
         except SourceError as exc:
@@ -174,7 +200,7 @@ class Pipeline:
         else:  # nothing can be acknowledged any more
             drained = not self.committer.unsettled(owns)
         try:
-            await self.committer.maybe_commit(force=True)
+            await self._commit(force=True)
         except Exception as exc:  # noqa: BLE001 - a failed commit means "redo", never a crash here
             self._say(f"tetrapipe: commit before revocation failed: {exc!r}; the work will be redone")
             drained = False
@@ -197,11 +223,14 @@ class Pipeline:
     async def _read(self) -> None:
         try:
             async for batch in self.source.batches():
+                batch.read_at = time.monotonic()
                 self.processor.process(batch)
                 self.stats.count_batch(batch)
                 for env in batch.bad:
                     self.reporter.report(env)
                 self.committer.register(batch)
+                self.stats.in_flight_batches += 1
+                self.stats.in_flight_events += len(batch.envelopes)
                 await self._queue.put(batch)
                 if self._stopping.is_set():
                     break
@@ -218,10 +247,22 @@ class Pipeline:
         while not ended and (batch := await self._next_batch()) is not None:
             group, ended = self._coalesce(batch)
             await self._deliver(group)
-            for done in group:
-                self.committer.ack(done)
-            await self.committer.maybe_commit()
-        await self.committer.maybe_commit(force=True)
+            self._acknowledge(group)
+            await self._commit()
+        await self._commit(force=True)
+
+    def _acknowledge(self, group: list[Batch]) -> None:
+        stats = self.stats
+        now = time.monotonic()
+        for done in group:
+            self.committer.ack(done)
+            stats.in_flight_batches -= 1
+            stats.in_flight_events -= len(done.envelopes)
+            stats.batch_latency.observe(now - done.read_at)
+
+    async def _commit(self, *, force: bool = False) -> None:
+        if await self.committer.maybe_commit(force=force):
+            self.stats.last_commit_time = time.time()
 
     def _coalesce(self, first: Batch) -> tuple[list[Batch], bool]:
         """`first` plus the batches already queued behind it, up to `max_delivery_events` events.
@@ -255,7 +296,7 @@ class Pipeline:
             try:
                 return await asyncio.wait_for(self._queue.get(), max(0.05, self.committer.interval))
             except TimeoutError:
-                await self.committer.maybe_commit()
+                await self._commit()
 
     async def _deliver(self, group: list[Batch]) -> None:
         """Deliver a group of batches to every sink that selected some of their events, and the dead letter."""
@@ -282,6 +323,7 @@ class Pipeline:
                 await sink.write(envelopes)
             except SinkError as exc:
                 self.stats.sink_errors[sink.name] += 1
+                self.failing[sink.name] = str(exc)
                 if not exc.retryable:
                     raise
                 if self._deadline is not None and time.monotonic() >= self._deadline:
@@ -293,10 +335,11 @@ class Pipeline:
                 attempt += 1
                 await asyncio.sleep(delay)
                 continue
+            self.failing.pop(sink.name, None)
             if dead_letter:
-                self.stats.dead_lettered += len(envelopes)
+                self.stats.count_dead_lettered(envelopes)
             else:
-                self.stats.sent[sink.name] += len(envelopes)
+                self.stats.count_sent(sink.name, envelopes)
             return
 
     def _say(self, message: str) -> None:

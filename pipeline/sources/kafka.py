@@ -78,6 +78,9 @@ class KafkaSource:
         self._owned: set[TopicPartition] = set()
         self._retry_commit: dict[TopicPartition, int] = {}
         self._drain: DrainFn | None = None
+        # Per owned partition, the committed offset (or, before our first commit, the offset we
+        # resumed from): the base of the consumer lag exported as a metric.
+        self._lag_base: dict[TopicPartition, int] = {}
         self.revocations = 0  # rebalances seen (for tests and telemetry)
         self.dropped_on_revoke = 0  # fetched records dropped before the pipeline saw them
 
@@ -178,6 +181,7 @@ class KafkaSource:
             envelopes.extend([Envelope(r.value if r.value is not None else b"", (topic, partition, r.offset),
                                        (r.key, r.headers)) for r in records])
             position[tp] = records[-1].offset + 1
+            self._lag_base.setdefault(tp, records[0].offset)
         self._ready.append(Batch(envelopes, position))
         self._wake.set()
 
@@ -194,6 +198,8 @@ class KafkaSource:
         if self._drain is not None:
             await self._drain(lambda batch: _touches(batch, revoked), self.config.revoke_timeout)
         self._owned -= revoked
+        for tp in revoked:
+            self._lag_base.pop(tp, None)
 
     def _drop_ready(self, revoked: set[TopicPartition]) -> None:
         kept: deque[Batch] = deque()
@@ -217,6 +223,7 @@ class KafkaSource:
             return
         try:
             await self._consumer.commit(offsets)
+            self._lag_base.update(offsets)
         except (CommitFailedError, IllegalStateError) as exc:
             self._say(f"commit refused after a rebalance ({exc}); the partitions' owner redoes that work")
         except KafkaError as exc:
@@ -224,6 +231,26 @@ class KafkaSource:
                 raise SourceError(f"committing offsets failed: {exc}") from None
             self._retry_commit = offsets
             self._say(f"commit failed ({exc}); retrying with the next commit")
+
+    @property
+    def ready(self) -> bool:
+        """Connected: the consumer started and its poller is running."""
+        return self._consumer is not None and self._poller is not None and not self._poller.done()
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Consumer lag per owned partition: the broker's high watermark (as of the last fetch) minus
+        the committed offset — what a lag-driven autoscaler sees.  Partitions whose high watermark or
+        start is not known yet are left out."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        out = {}
+        assigned = consumer.assignment()
+        for tp in self._owned & assigned:
+            high, base = consumer.highwater(tp), self._lag_base.get(tp)
+            if high is not None and base is not None:
+                out[(tp.topic, tp.partition)] = max(0, high - base)
+        return out
 
     def stop(self) -> None:
         self._stopping = True

@@ -5,7 +5,7 @@ No cluster, no Docker, no `kubectl kustomize`:
   `kubernetes-validate` package, strict mode (unknown fields fail), for K8S_VERSION;
 - the KEDA custom resources (not in the core schemas) validate against minimal JSON schemas below;
 - every kustomization's `resources` exist, and every YAML file is applied by one (or is an example);
-- the containers' args only use flags that `tetrapipe run --help` accepts (pending flags listed),
+- the containers' args only use flags that `tetrapipe run --help` accepts,
   their env only variables the code reads, and the embedded config files pass `check-config`;
 - requirements.lock satisfies pyproject's runtime dependencies, with hashes; the Dockerfile copies
   every wheel package and keeps the markers .ci/image-check.sh extracts its install step from.
@@ -31,11 +31,6 @@ from pipeline.cli import build_parser
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S_VERSION = "1.34.0"  # a recent release the kubernetes-validate package ships schemas for
-
-# Flags the manifests use before the CLI has them (issue 5). Remove an entry when it lands.
-PENDING_FLAGS = {
-    "--metrics-port": "metrics + /livez + /readyz endpoint, issue 5 item 4",
-}
 
 # ---------------------------------------------------------------------------------------------
 # Loading
@@ -394,23 +389,10 @@ def used_flags(workload: dict[str, Any]) -> list[str]:
 @pytest.mark.parametrize(("path", "workload"), WORKLOADS, ids=WL_IDS)
 def test_args_use_only_flags_the_cli_accepts(path: Path, workload: dict[str, Any]) -> None:
     known = run_options()
-    unknown = [f for f in used_flags(workload) if f not in known and f not in PENDING_FLAGS]
+    unknown = [f for f in used_flags(workload) if f not in known]
     assert not unknown, f"{rel(path)}: `tetrapipe run` has no flag(s) {unknown}"
     for c in tetrapipe_containers(workload):
-        # Parse what the CLI can parse today: the pending flags (and their values) left out.
-        args = [a for a in c["args"][1:] if a.split("=", 1)[0] not in PENDING_FLAGS]
-        assert all("=" in a for a in c["args"][1:] if a.split("=", 1)[0] in PENDING_FLAGS)
-        build_parser().parse_args(["run", *args])
-
-
-def test_pending_flags() -> None:
-    """Reported, not failed: flags the manifests use that `tetrapipe run` does not have yet."""
-    known = run_options()
-    used = {f for _, w in WORKLOADS for f in used_flags(w)}
-    still = sorted(f for f in PENDING_FLAGS if f in used and f not in known)
-    if still:
-        pytest.skip("manifests use flags still being built: "
-                    + "; ".join(f"{f} ({PENDING_FLAGS[f]})" for f in still))
+        build_parser().parse_args(["run", *c["args"][1:]])
 
 
 def known_env_vars() -> set[str]:
@@ -522,3 +504,20 @@ def test_dockerfile_copies_every_wheel_package_and_keeps_the_check_markers() -> 
     assert "image-check: begin" in (ROOT / ".ci" / "image-check.sh").read_text(encoding="utf-8")
     assert re.search(r"^USER 10001", dockerfile, re.M)
     assert 'ENTRYPOINT ["tetrapipe"]' in dockerfile and 'CMD ["run"]' in dockerfile
+
+
+@pytest.mark.parametrize(("path", "workload"), WORKLOADS, ids=WL_IDS)
+def test_probes_and_scrape_annotations_reach_the_status_endpoint(path: Path, workload: dict[str, Any]) -> None:
+    """Probes and Prometheus annotations name the port `--metrics-port` serves and paths it answers."""
+    annotations = workload["spec"]["template"]["metadata"].get("annotations", {})
+    for c in tetrapipe_containers(workload):
+        port = int(flag_value(c["args"], "--metrics-port"))
+        metrics_port = next(p["containerPort"] for p in c["ports"] if p["name"] == "metrics")
+        assert metrics_port == port, f"{rel(path)}: port `metrics` is not --metrics-port"
+        for probe, paths in (("startupProbe", {"/livez"}), ("livenessProbe", {"/livez"}),
+                             ("readinessProbe", {"/readyz"})):
+            if probe in c:
+                assert c[probe]["httpGet"]["path"] in paths, (rel(path), probe)
+        if annotations:
+            assert annotations.get("prometheus.io/port") == str(port)
+            assert annotations.get("prometheus.io/path") == "/metrics"

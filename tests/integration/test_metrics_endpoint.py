@@ -1,0 +1,107 @@
+"""`--metrics-port` during real runs: a `tetrapipe run` process scraped mid-stream, and consumer lag on a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from brokers import Broker, create_topic, unique_name
+from kafka_worker import build_pipeline
+from prometheus_client.parser import text_string_to_metric_families
+from test_kafka_helpers import committed, produce, wait_until, worker_config
+
+from pipeline.runner import EXIT_OK
+from tests.support.synth import generate
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - 127.0.0.1 only
+        text = response.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def status_code(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_a_running_tetrapipe_serves_metrics_and_probes(tmp_path: Path) -> None:
+    """The issue's check: `curl localhost:PORT/metrics` shows the metrics during a run."""
+    events = list(generate(3000, seed=3))
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--metrics-port", "0",
+                             "--metrics-address", "127.0.0.1", "--dead-letter", str(tmp_path / "dlq")],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdin is not None and proc.stderr is not None
+    try:
+        line = proc.stderr.readline().decode()
+        port = re.search(r"127\.0\.0\.1:(\d+)", line)
+        assert port, f"no metrics address announced: {line!r}"
+        base = f"http://127.0.0.1:{port[1]}"
+        proc.stdin.write(b"\n".join(events[:2000]) + b"\n{broken\n")
+        proc.stdin.flush()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            metrics = scrape(base + "/metrics")
+            if metrics.get(("tetrapipe_events_sent_total", (("sink", "stdout"),))) == 2000:
+                break
+            time.sleep(0.1)
+        assert metrics[("tetrapipe_records_received_total", (("source", "stdin"),))] == 2001
+        assert metrics[("tetrapipe_events_sent_total", (("sink", "stdout"),))] == 2000
+        assert metrics[("tetrapipe_records_dead_lettered_total", (("reason", "invalid_json"),))] == 1
+        assert sum(v for (name, _), v in metrics.items() if name == "tetrapipe_category_events_sent_total") >= 2000
+        assert metrics[("tetrapipe_batch_latency_seconds_count", ())] >= 1
+        assert status_code(base + "/livez") == 200 and status_code(base + "/readyz") == 200
+        proc.stdin.write(b"\n".join(events[2000:]) + b"\n")
+        proc.stdin.close()
+        assert proc.wait(30) == 0
+        assert b"3001 records read" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+
+
+async def test_consumer_lag_is_high_watermark_minus_committed(kafka_broker: Broker, tmp_path: Path) -> None:
+    raw, group = unique_name("lag"), unique_name("g")
+    await create_topic(kafka_broker.bootstrap, raw, 2)
+    values = list(generate(600, seed=5))
+    await produce(kafka_broker.bootstrap, raw, values)
+    cfg = worker_config(tmp_path / "k.yaml", kafka_broker)
+    pipeline = build_pipeline(["--config", str(cfg), "--kafka-bootstrap", kafka_broker.bootstrap,
+                               "--kafka-group", group, "--kafka-topic", raw,
+                               "--kafka-out-template", unique_name("o") + ".{category}", "--grace", "20"])
+    pipeline.committer._interval = 3600.0  # commit only when forced: the delivered work shows as lag first
+    source = pipeline.source
+    task = asyncio.create_task(pipeline.run())
+    try:
+        async def consumed_all() -> bool:
+            return pipeline.stats.received == len(values) and pipeline.stats.in_flight_events == 0
+
+        await wait_until(consumed_all, 60, "the worker to deliver everything")
+        lag = source.lag()  # type: ignore[attr-defined]
+        assert set(lag) == {(raw, 0), (raw, 1)}
+        assert sum(lag.values()) == len(values), "nothing committed yet: the lag is everything"
+        await pipeline._commit(force=True)
+        assert source.lag() == {(raw, 0): 0, (raw, 1): 0}  # type: ignore[attr-defined]
+        ours = {tp.partition: offset for tp, offset in pipeline.committer.committed.items()}
+        assert await committed(kafka_broker.bootstrap, group, raw, 2) == ours
+        assert pipeline.stats.last_commit_time is not None
+    finally:
+        pipeline.request_stop()
+        assert await asyncio.wait_for(task, 30) == EXIT_OK
