@@ -16,6 +16,7 @@ from pipeline.config import ConfigFileError, build_classifier, build_tagger, loa
 from pipeline.deadletter import FileDeadLetter
 from pipeline.policies import add_policies_parser, cmd_policies
 from pipeline.process import Processor
+from pipeline.reload import Loaded, Reloader
 from pipeline.runner import EXIT_FAILED, Pipeline
 from pipeline.sources import FileSource, StdinSource
 from pipeline.stats import Stats
@@ -105,19 +106,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    args.format_given = args.format is not None
-    args.format = args.format or "json"
+def load_configuration(args: argparse.Namespace) -> Loaded:
+    """The config file, the compiled library and the classifier — at start and on each SIGHUP."""
     config = load_config(args.config)
     tagger = build_tagger(config.library)
-    unknown = sorted(set(args.only) - tagger.ids)
-    if unknown:
-        raise ConfigFileError(f"--only: unknown category {', '.join(unknown)}; known: {', '.join(sorted(tagger.ids))}")
     classifier = build_classifier(
         config.egress,
         resolve_cidrs(args.pod_cidr, "POD_CIDR", config.egress.pod_cidrs),
         resolve_cidrs(args.service_cidr, "SERVICE_CIDR", config.egress.service_cidrs),
     )
+    return Loaded(config, tagger, classifier)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    args.format_given = args.format is not None
+    args.format = args.format or "json"
+    loaded = load_configuration(args)
+    config, tagger = loaded.config, loaded.tagger
+    unknown = sorted(set(args.only) - tagger.ids)
+    if unknown:
+        raise ConfigFileError(f"--only: unknown category {', '.join(unknown)}; known: {', '.join(sorted(tagger.ids))}")
     try:
         kafka_source, kafka_sinks, kafka_dlq = build_kafka(args, config.kafka, groups=tagger.groups)
     except KafkaConfigError as exc:
@@ -131,11 +139,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigFileError(str(exc)) from None
     # stdout is the default output: used when no other sink is configured, or when asked for with --format.
     sinks: list[Any] = [*kafka_sinks, *otlp_sinks]
+    category_bound = [sink.name for sink in sinks]  # route (Kafka) or grade (OTLP) by category
     if not sinks or args.format_given:
         sinks.append(StdoutSink(args.format, Selection(categories=frozenset(args.only), untagged=not args.only)))
     stats = Stats()
-    pipeline = Pipeline(source, Processor(tagger, classifier), sinks, dead_letter=dead_letter, stats=stats,
-                        grace=args.grace)
+    processor = Processor(tagger, loaded.classifier)
+    pipeline = Pipeline(source, processor, sinks, dead_letter=dead_letter, stats=stats, grace=args.grace)
+    reloader = Reloader(lambda: load_configuration(args), loaded, processor, stats=stats, only=args.only,
+                        category_bound_outputs=category_bound,
+                        log=_say)
     status = None
     if args.metrics_port is not None:
         from pipeline.metrics import registry_for
@@ -144,10 +156,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         status = StatusServer(registry_for(pipeline, __version__), pipeline.health,
                               host=args.metrics_address, port=args.metrics_port)
     tune_gc()
-    code = asyncio.run(_run_with_signals(pipeline, status))
+    code = asyncio.run(_run_with_signals(pipeline, status, reloader))
     if not args.quiet:
         stats.write_summary(sys.stderr)
     return code
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
 
 
 def _choose_source(args: argparse.Namespace, kafka_source: Any) -> Any:
@@ -194,7 +211,7 @@ def _env_int(name: str) -> int | None:
         raise SystemExit(f"tetrapipe: ${name} must be a port number, not {value!r}") from None
 
 
-async def _run_with_signals(pipeline: Pipeline, status: Any = None) -> int:
+async def _run_with_signals(pipeline: Pipeline, status: Any = None, reloader: Reloader | None = None) -> int:
     loop = asyncio.get_running_loop()
     if status is not None:
         try:
@@ -214,12 +231,16 @@ async def _run_with_signals(pipeline: Pipeline, status: Any = None) -> int:
             os._exit(EXIT_FAILED)
         pipeline.request_stop()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    handled = [signal.SIGTERM, signal.SIGINT]
+    for sig in handled:
         loop.add_signal_handler(sig, on_signal)
+    if reloader is not None:
+        loop.add_signal_handler(signal.SIGHUP, reloader.request)
+        handled.append(signal.SIGHUP)
     try:
         return await pipeline.run()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in handled:
             loop.remove_signal_handler(sig)
         if status is not None:
             await status.close()
