@@ -14,6 +14,9 @@ from typing import Any
 from pipeline import __version__
 from pipeline.config import ConfigFileError, build_classifier, build_tagger, load_config, resolve_cidrs
 from pipeline.deadletter import FileDeadLetter
+from pipeline.logs import LEVELS, emit
+from pipeline.logs import configure as configure_logs
+from pipeline.logs import current_format as current_log_format
 from pipeline.policies import add_policies_parser, cmd_policies
 from pipeline.process import Processor
 from pipeline.reload import Loaded, Reloader
@@ -76,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
                      help="on SIGTERM/SIGINT, time allowed to deliver what was read (default 30)")
     run.add_argument("--quiet", action="store_true", help="no count summary on stderr at exit")
+    run.add_argument("--log-format", choices=("auto", "json", "text"), default=None,
+                     help="stderr log lines: json (one object per line), text, or auto — text on a terminal, "
+                          "json otherwise, e.g. in a container (default: $TETRAPIPE_LOG_FORMAT or auto)")
+    run.add_argument("--log-level", choices=tuple(LEVELS), default=None,
+                     help="least severe messages shown (default: $TETRAPIPE_LOG_LEVEL or info)")
     run.add_argument("--metrics-port", type=int, metavar="PORT",
                      default=_env_int("TETRAPIPE_METRICS_PORT"),
                      help="serve Prometheus /metrics and the /livez, /readyz probes on PORT "
@@ -119,6 +127,10 @@ def load_configuration(args: argparse.Namespace) -> Loaded:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        configure_logs(args.log_format, args.log_level)
+    except ValueError as exc:  # a bad $TETRAPIPE_LOG_FORMAT / _LEVEL
+        raise ConfigFileError(str(exc)) from None
     args.format_given = args.format is not None
     args.format = args.format or "json"
     loaded = load_configuration(args)
@@ -146,8 +158,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     processor = Processor(tagger, loaded.classifier)
     pipeline = Pipeline(source, processor, sinks, dead_letter=dead_letter, stats=stats, grace=args.grace)
     reloader = Reloader(lambda: load_configuration(args), loaded, processor, stats=stats, only=args.only,
-                        category_bound_outputs=category_bound,
-                        log=_say)
+                        category_bound_outputs=category_bound)
     status = None
     if args.metrics_port is not None:
         from pipeline.metrics import registry_for
@@ -158,13 +169,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     tune_gc()
     code = asyncio.run(_run_with_signals(pipeline, status, reloader))
     if not args.quiet:
-        stats.write_summary(sys.stderr)
+        if current_log_format() == "json":
+            emit(None, "info", "run summary", exit_code=code, **stats.summary_fields())
+        else:
+            stats.write_summary(sys.stderr)
     return code
-
-
-def _say(message: str) -> None:
-    sys.stderr.write(message + "\n")
-    sys.stderr.flush()
 
 
 def _choose_source(args: argparse.Namespace, kafka_source: Any) -> Any:
@@ -217,17 +226,17 @@ async def _run_with_signals(pipeline: Pipeline, status: Any = None, reloader: Re
         try:
             await status.start()
         except OSError as exc:
-            sys.stderr.write(f"tetrapipe: cannot serve metrics on {status.host}:{status.port}: {exc.strerror}\n")
+            emit(None, "error", f"cannot serve metrics on {status.host}:{status.port}: {exc.strerror}")
             return 2
-        sys.stderr.write(f"tetrapipe: metrics and probes on http://{status.host}:{status.port}"
-                         " (/metrics, /livez, /readyz)\n")
+        emit(None, "info", f"metrics and probes on http://{status.host}:{status.port} (/metrics, /livez, /readyz)",
+             address=status.host, port=status.port)
     signals_seen = 0
 
     def on_signal() -> None:
         nonlocal signals_seen
         signals_seen += 1
         if signals_seen > 1:  # a second signal: the operator does not want to wait
-            sys.stderr.write("tetrapipe: second signal, exiting now without draining\n")
+            emit(None, "error", "second signal, exiting now without draining")
             os._exit(EXIT_FAILED)
         pipeline.request_stop()
 
@@ -278,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except ConfigFileError as exc:
-        sys.stderr.write(f"tetrapipe: invalid configuration: {exc}\n")
+        emit(None, "error", f"invalid configuration: {exc}")
         return 2
 
 

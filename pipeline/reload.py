@@ -23,9 +23,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TextIO
 
 from pipeline.config import Config, ConfigFileError
+from pipeline.logs import emit
 from pipeline.process import Processor
 from pipeline.stats import Stats
 from transforms.classify import Classifier
@@ -46,15 +46,14 @@ class Reloader:
 
     def __init__(self, load: Callable[[], Loaded], current: Loaded, processor: Processor, *,
                  category_bound_outputs: Sequence[str] = (), only: Sequence[str] = (),
-                 stats: Stats | None = None, log: Callable[[str], None] | None = None,
-                 out: TextIO | None = None) -> None:
+                 stats: Stats | None = None, log: Callable[[str, str], None] | None = None) -> None:
         self._load = load
         self.current = current
         self.processor = processor
         self.category_bound_outputs = list(category_bound_outputs)
         self.only = set(only)
         self.stats = stats or Stats()
-        self._say = log or (lambda message: None)
+        self._say = log or (lambda level, message: emit(None, level, message))
         self._task: asyncio.Task[None] | None = None
         self._again = False
 
@@ -84,18 +83,18 @@ class Reloader:
             self._check(loaded)
         except ConfigFileError as exc:
             self.stats.reloads["failed"] += 1
-            self._say(f"tetrapipe: reload rejected, the running configuration stays: {exc}")
+            self._say("error", f"reload rejected, the running configuration stays: {exc}")
             return False
         except Exception as exc:  # noqa: BLE001 - any failure to build keeps the old config
             self.stats.reloads["failed"] += 1
-            self._say(f"tetrapipe: reload rejected, the running configuration stays: {exc!r}")
+            self._say("error", f"reload rejected, the running configuration stays: {exc!r}")
             return False
         note = self._outputs_note(loaded.config)
         self.processor.tagger = loaded.tagger  # between batches: the loop runs `process` to completion
         self.processor.classifier = loaded.classifier
         self.current = loaded
         self.stats.reloads["ok"] += 1
-        self._say(f"tetrapipe: reloaded configuration: {len(loaded.tagger.categories)} categories, "
+        self._say("info", f"reloaded configuration: {len(loaded.tagger.categories)} categories, "
                   f"{len(loaded.config.egress.zones)} custom zones{note}")
         return True
 

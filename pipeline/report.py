@@ -8,12 +8,12 @@ at most `per_second`; suppressed ones are counted and announced.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
 from pipeline.envelope import Envelope
+from pipeline.logs import emit
 
 
 def describe_line(position: Any) -> str:
@@ -24,7 +24,7 @@ class BadInputReporter:
     def __init__(self, out: TextIO | None = None, *, burst: int = 10, per_second: float = 1.0,
                  describe: Callable[[Any], str] = describe_line,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.out = out if out is not None else sys.stderr
+        self.out = out  # None: stderr (pipeline.logs)
         self.describe = describe
         self._clock = clock
         self._capacity = float(burst)
@@ -49,16 +49,19 @@ class BadInputReporter:
         if not self._allow():
             self.suppressed += 1
             return
-        if self.suppressed:
-            self.out.write(f"tetrapipe: {self.suppressed} more bad records not shown (rate limit)\n")
-            self.suppressed = 0
+        self._announce_suppressed()
         detail = env.error.detail
         if len(detail) > 200:
             detail = detail[:200] + "…"
-        self.out.write(f"tetrapipe: bad input at {self.describe(env.position)}: {env.error.reason}: {detail}\n")
+        where = self.describe(env.position)
+        emit(self.out, "warning", f"bad input at {where}: {env.error.reason}: {detail}",
+             position=where, reason=env.error.reason)
+
+    def _announce_suppressed(self) -> None:
+        if self.suppressed:
+            emit(self.out, "warning", f"{self.suppressed} more bad records not shown (rate limit)",
+                 suppressed=self.suppressed)
+            self.suppressed = 0
 
     def close(self) -> None:
-        if self.suppressed:
-            self.out.write(f"tetrapipe: {self.suppressed} more bad records not shown (rate limit)\n")
-            self.suppressed = 0
-        self.out.flush()
+        self._announce_suppressed()

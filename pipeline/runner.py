@@ -35,13 +35,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from pipeline.commit import Committer
 from pipeline.envelope import Batch, Envelope
+from pipeline.logs import emit
 from pipeline.process import Processor
 from pipeline.report import BadInputReporter
 from pipeline.sources.base import Source, SourceError
@@ -83,7 +83,7 @@ class Pipeline:
         self.grace = grace
         self.max_delivery_events = max_delivery_events
         self.retry = retry or RetryPolicy()
-        self.log = log if log is not None else sys.stderr
+        self.log = log  # None: stderr, in the format pipeline.logs was configured with
         self._queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=max(1, max_in_flight))
         self._stopping = asyncio.Event()
         self._deadline: float | None = None
@@ -132,7 +132,7 @@ class Pipeline:
         try:
             await self.source.start()
         except SourceError as exc:
-            self._say(f"tetrapipe: {exc}")
+            self._say(str(exc), "error")
             return EXIT_INPUT_UNREADABLE
         started: list[Any] = []
         try:
@@ -140,7 +140,7 @@ class Pipeline:
                 try:
                     await component.start()
                 except SinkError as exc:  # e.g. an output topic missing and creation disabled
-                    self._say(f"tetrapipe: cannot start {component.name}: {exc}")
+                    self._say(f"cannot start {component.name}: {exc}", "error", sink=component.name)
                     return EXIT_FAILED
                 started.append(component)
             reader = asyncio.create_task(self._read(), name="tetrapipe-reader")
@@ -165,12 +165,12 @@ class Pipeline:
             timeout = None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
             done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             if not done:  # the grace period ran out
-                self._say("tetrapipe: shutdown grace period exceeded; undelivered batches are not committed")
+                self._say("shutdown grace period exceeded; undelivered batches are not committed", "error")
                 self.exit_code = EXIT_FAILED
                 break
             pending -= done
             if reader in done and reader.exception() is not None:
-                self._say(f"tetrapipe: internal error while reading: {reader.exception()!r}")
+                self._say(f"internal error while reading: {reader.exception()!r}", "error")
                 self.exit_code = EXIT_FAILED
                 break
             if writer in done and writer.exception() is not None:
@@ -202,21 +202,21 @@ class Pipeline:
         try:
             await self._commit(force=True)
         except Exception as exc:  # noqa: BLE001 - a failed commit means "redo", never a crash here
-            self._say(f"tetrapipe: commit before revocation failed: {exc!r}; the work will be redone")
+            self._say(f"commit before revocation failed: {exc!r}; the work will be redone")
             drained = False
         if not drained:
             abandoned = self.committer.forget(owns)
             if abandoned:
-                self._say(f"tetrapipe: revocation: {abandoned} in-flight batches not delivered within "
+                self._say(f"revocation: {abandoned} in-flight batches not delivered within "
                           f"{timeout:.1f}s; abandoned to be redone by the next owner")
         return drained
 
     def _report_writer_failure(self, exc: BaseException | None) -> None:
         self.source.stop()
         if isinstance(exc, SinkClosed):
-            self._say(f"tetrapipe: {exc}; stopping")
+            self._say(f"{exc}; stopping", "info")
             return
-        self._say(f"tetrapipe: {exc}")
+        self._say(str(exc), "error")
         self.exit_code = EXIT_FAILED
 
     # -- the two tasks -------------------------------------------------------
@@ -236,7 +236,7 @@ class Pipeline:
                     break
         except SourceError as exc:
             # What was read before the failure is still delivered and committed.
-            self._say(f"tetrapipe: {exc}")
+            self._say(str(exc), "error")
             self.exit_code = EXIT_INPUT_UNREADABLE
         # Not in a `finally`: when cancelled, the writer is being cancelled too,
         # and waiting here for queue space would hang the cancellation.
@@ -331,7 +331,8 @@ class Pipeline:
                 delay = self.retry.delay(attempt, exc.retry_after)
                 self.stats.sink_retries[sink.name] += 1
                 if attempt == 0 or attempt % 10 == 0:
-                    self._say(f"tetrapipe: {sink.name}: {exc}; retrying (attempt {attempt + 1}, in {delay:.1f}s)")
+                    self._say(f"{sink.name}: {exc}; retrying (attempt {attempt + 1}, in {delay:.1f}s)",
+                              sink=sink.name, attempt=attempt + 1, retry_in_s=round(delay, 3))
                 attempt += 1
                 await asyncio.sleep(delay)
                 continue
@@ -342,6 +343,5 @@ class Pipeline:
                 self.stats.count_sent(sink.name, envelopes)
             return
 
-    def _say(self, message: str) -> None:
-        self.log.write(message + "\n")
-        self.log.flush()
+    def _say(self, message: str, level: str = "warning", **context: Any) -> None:
+        emit(self.log, level, message, **context)

@@ -116,6 +116,13 @@ class Stats:
                 out[cat] += n
         return out
 
+    def summary_fields(self) -> dict[str, object]:
+        """The exit summary as data (the JSON log's `run summary` record)."""
+        return {"records_read": self.received, "events": self.events, "bad": dict(self.bad),
+                "dead_lettered": self.dead_lettered, "blank_lines": self.blank, "incomplete": self.incomplete,
+                "categories": dict(self.categories), "zones": dict(self.zones), "sent": dict(self.sent),
+                "not_selected": dict(self.filtered), "sink_retries": dict(self.sink_retries)}
+
     def write_summary(self, out: TextIO) -> None:
         """A short human-readable table of what happened, for stderr at exit."""
         bad_total = sum(self.bad.values())

@@ -44,7 +44,6 @@ import asyncio
 import contextlib
 import json
 import os
-import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -53,6 +52,7 @@ from typing import Any, Literal, NamedTuple, TextIO
 
 from pipeline.codec import BadInput
 from pipeline.envelope import Batch, Envelope
+from pipeline.logs import emit
 from pipeline.sources.base import SourceError
 from pipeline.sources.lines import LineSplitter, Oversized
 from pipeline.sources.reader import unless_stopped
@@ -126,7 +126,7 @@ class FollowSource:
         self.chunk_size = chunk_size
         self.max_line = max_line
         self.start_at = start_at
-        self.log = log if log is not None else sys.stderr
+        self.log = log  # None: stderr (pipeline.logs)
         self._file: _Followed | None = None
         self._stopping = False
         self._stop_requested: asyncio.Event | None = None
@@ -459,8 +459,7 @@ class FollowSource:
             await asyncio.wait_for(self._stop_requested.wait(), seconds)
 
     def _say(self, message: str) -> None:
-        self.log.write(f"tetrapipe: follow: {message}\n")
-        self.log.flush()
+        emit(self.log, "warning", f"follow: {message}", file=self.path)
 
 
 def write_atomically(path: str, text: str) -> None:

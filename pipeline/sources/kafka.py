@@ -26,7 +26,6 @@ Guarantees (at-least-once):
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TextIO
@@ -35,6 +34,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from pipeline.envelope import Batch, Envelope
+from pipeline.logs import emit
 from pipeline.sources.base import SourceError
 from pipeline.sources.kafka_config import KafkaSourceConfig
 from sinks.kafka_connection import KafkaConnection, KafkaConnectionError
@@ -68,7 +68,7 @@ class KafkaSource:
         self.config = config
         self.name = f"kafka {config.topic_pattern or ','.join(config.topics)}"
         self._extra = consumer_options  # e.g. tests' fast group timings
-        self._log = log if log is not None else sys.stderr
+        self._log = log  # None: stderr (pipeline.logs)
         self._consumer: AIOKafkaConsumer | None = None
         self._poller: asyncio.Task[None] | None = None
         self._ready: deque[Batch] = deque()
@@ -271,8 +271,7 @@ class KafkaSource:
             self._consumer = None
 
     def _say(self, message: str) -> None:
-        self._log.write(f"tetrapipe: {self.name}: {message}\n")
-        self._log.flush()
+        emit(self._log, "warning", f"{self.name}: {message}", source=self.name)
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> bool:

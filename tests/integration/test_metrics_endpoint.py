@@ -11,6 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import orjson
 import pytest
 from brokers import Broker, create_topic, unique_name
 from kafka_worker import build_pipeline
@@ -69,7 +70,8 @@ def test_a_running_tetrapipe_serves_metrics_and_probes(tmp_path: Path) -> None:
         proc.stdin.write(b"\n".join(events[2000:]) + b"\n")
         proc.stdin.close()
         assert proc.wait(30) == 0
-        assert b"3001 records read" in proc.stderr.read()
+        logs = [orjson.loads(line) for line in proc.stderr.read().splitlines()]
+        assert next(r for r in logs if r["message"] == "run summary")["records_read"] == 3001
     finally:
         if proc.poll() is None:
             proc.kill()

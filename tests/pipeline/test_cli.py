@@ -24,6 +24,17 @@ def run(args: list[str], stdin: bytes = b"", env: dict[str, str] | None = None, 
     return subprocess.run([*TETRAPIPE, *args], input=stdin, capture_output=True, timeout=timeout, env=full_env)
 
 
+def log_records(stderr: bytes) -> list[dict]:
+    """stderr of a run whose stderr is not a terminal: JSON log lines, every one an object."""
+    records = [orjson.loads(line) for line in stderr.splitlines()]
+    assert all({"time", "level", "logger", "message"} <= set(r) for r in records), records
+    return records
+
+
+def summary(stderr: bytes) -> dict:
+    return next(r for r in log_records(stderr) if r["message"] == "run summary")
+
+
 def test_run_with_no_arguments_tags_stdin_to_stdout():
     result = run(["run"], DOCS)
     assert result.returncode == 0, result.stderr
@@ -37,7 +48,18 @@ def test_run_with_no_arguments_tags_stdin_to_stdout():
         assert line_out.startswith(line_in[:-1])  # ... byte for byte, with one key appended
         assert set(tp) <= {"categories", "groups", "summaries", "egress"}
         assert tp["categories"] == sorted(tp["categories"]) and set(tp["summaries"]) == set(tp["categories"])
-    assert b"54 records read, 54 events" in result.stderr
+    counts = summary(result.stderr)
+    assert (counts["records_read"], counts["events"], counts["sent"]) == (54, 54, {"stdout": 54})
+
+
+def test_logs_are_text_on_request_and_json_otherwise():
+    text = run(["run", "--log-format", "text"], DOCS[:2000].rsplit(b"\n", 1)[0] + b"\n{broken\n")
+    assert b"tetrapipe: bad input at stdin line" in text.stderr
+    assert b"records read" in text.stderr and not text.stderr.startswith(b"{")
+    as_env = run(["run"], b"{broken\n", env={"TETRAPIPE_LOG_FORMAT": "json", "TETRAPIPE_LOG_LEVEL": "error"})
+    assert log_records(as_env.stderr) == []  # the warning and the summary (info) are below the threshold
+    bad_env = run(["run"], b"", env={"TETRAPIPE_LOG_FORMAT": "yaml"})
+    assert bad_env.returncode == 2 and b"log format must be auto, json or text" in bad_env.stderr
 
 
 def test_output_contract_on_synthetic_stream():
@@ -80,8 +102,11 @@ def test_bad_input_is_counted_reported_dead_lettered_and_not_fatal(tmp_path):
     assert len(out) + len(dead_lines) == len(mixed)
     assert len(out) >= len(good)
     assert all(d in bad for d in dead_lines)  # unchanged
-    assert b"bad input at stdin line 2: " in result.stderr
-    assert f"{len(dead_lines)} bad ({len(dead_lines)} dead-lettered)".encode() in result.stderr
+    reports = [r for r in log_records(result.stderr) if r["message"].startswith("bad input")]
+    assert reports[0]["level"] == "warning" and reports[0]["position"] == "stdin line 2" and reports[0]["reason"]
+    assert all(str(r.get("message")).count("\n") == 0 for r in reports)
+    counts = summary(result.stderr)
+    assert sum(counts["bad"].values()) == counts["dead_lettered"] == len(dead_lines)
 
 
 def test_ten_megabyte_line_and_binary_garbage(tmp_path):
@@ -162,7 +187,7 @@ def test_sigterm_mid_stream_loses_nothing_and_exits_0(tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    read = int(err.split(b" records read")[0].rsplit(b"tetrapipe: ", 1)[1])
+    read = summary(err)["records_read"]
     assert read == sent
     assert len(out_path.read_bytes().splitlines()) == read
 

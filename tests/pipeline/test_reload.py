@@ -77,7 +77,7 @@ def reloader_for(path: Path, processor: Processor | None = None, **kw: object) -
     loaded = load_configuration(args)
     said: list[str] = []
     processor = processor or Processor(loaded.tagger, loaded.classifier)
-    return Reloader(lambda: load_configuration(args), loaded, processor, log=said.append, **kw), said  # type: ignore[arg-type]
+    return Reloader(lambda: load_configuration(args), loaded, processor, log=lambda _, m: said.append(m), **kw), said  # type: ignore[arg-type]
 
 
 async def test_a_reload_applies_to_the_batches_after_it(tmp_path: Path) -> None:
@@ -87,7 +87,7 @@ async def test_a_reload_applies_to_the_batches_after_it(tmp_path: Path) -> None:
     processor = Processor(loaded.tagger, loaded.classifier)
     stats = Stats()
     reloader = Reloader(lambda: load_configuration(args_for(cfg)), loaded, processor, stats=stats,
-                        log=lambda m: None)
+                        log=lambda level, m: None)
     source = ListSource(probe_events() * 2, batch_size=2)
     gates = [asyncio.Event(), asyncio.Event()]
     original = source.batches
