@@ -8,6 +8,7 @@ import gc
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ from pipeline.logs import configure as configure_logs
 from pipeline.logs import current_format as current_log_format
 from pipeline.policies import add_policies_parser, cmd_policies
 from pipeline.process import Processor
+from pipeline.progress import Progress, summary_table
 from pipeline.reload import Loaded, Reloader
 from pipeline.runner import EXIT_FAILED, Pipeline
 from pipeline.sources import FileSource, StdinSource
@@ -79,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
                      help="on SIGTERM/SIGINT, time allowed to deliver what was read (default 30)")
     run.add_argument("--quiet", action="store_true", help="no count summary on stderr at exit")
+    run.add_argument("--no-progress", action="store_true",
+                     help="no live progress line (shown only when stderr is a terminal and logs are text)")
     run.add_argument("--log-format", choices=("auto", "json", "text"), default=None,
                      help="stderr log lines: json (one object per line), text, or auto — text on a terminal, "
                           "json otherwise, e.g. in a container (default: $TETRAPIPE_LOG_FORMAT or auto)")
@@ -166,13 +170,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         status = StatusServer(registry_for(pipeline, __version__), pipeline.health,
                               host=args.metrics_address, port=args.metrics_port)
+    progress = None
+    if not (args.quiet or args.no_progress) and current_log_format() == "text" and sys.stderr.isatty():
+        progress = Progress(stats, source)
     tune_gc()
-    code = asyncio.run(_run_with_signals(pipeline, status, reloader))
+    started = time.monotonic()
+    code = asyncio.run(_run_with_signals(pipeline, status, reloader, progress))
     if not args.quiet:
         if current_log_format() == "json":
             emit(None, "info", "run summary", exit_code=code, **stats.summary_fields())
         else:
-            stats.write_summary(sys.stderr)
+            sys.stderr.write(summary_table(stats, reloader.current.tagger.groups, time.monotonic() - started))
     return code
 
 
@@ -220,7 +228,8 @@ def _env_int(name: str) -> int | None:
         raise SystemExit(f"tetrapipe: ${name} must be a port number, not {value!r}") from None
 
 
-async def _run_with_signals(pipeline: Pipeline, status: Any = None, reloader: Reloader | None = None) -> int:
+async def _run_with_signals(pipeline: Pipeline, status: Any = None, reloader: Reloader | None = None,
+                            progress: Progress | None = None) -> int:
     loop = asyncio.get_running_loop()
     if status is not None:
         try:
@@ -246,9 +255,13 @@ async def _run_with_signals(pipeline: Pipeline, status: Any = None, reloader: Re
     if reloader is not None:
         loop.add_signal_handler(signal.SIGHUP, reloader.request)
         handled.append(signal.SIGHUP)
+    display = asyncio.create_task(progress.run()) if progress is not None else None
     try:
         return await pipeline.run()
     finally:
+        if display is not None and progress is not None:
+            display.cancel()
+            await asyncio.gather(display, return_exceptions=True)
         for sig in handled:
             loop.remove_signal_handler(sig)
         if status is not None:

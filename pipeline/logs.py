@@ -37,6 +37,7 @@ class _Settings:
 
     format = "text"
     threshold = LEVELS["info"]
+    live_line = False  # a progress line is on stderr: clear it before writing a log line
 
 
 _state = _Settings()
@@ -72,6 +73,11 @@ def configure(fmt: str | None = None, level: str | None = None) -> str:
     return _state.format
 
 
+def set_live_line(active: bool) -> None:
+    """Called by `pipeline.progress` while it owns the last line of the terminal."""
+    _state.live_line = active
+
+
 def current_format() -> str:
     return _state.format
 
@@ -95,6 +101,8 @@ def emit(stream: TextIO | None, level: str, message: str, **context: Any) -> Non
     if not enabled(level):
         return
     out = stream if stream is not None else sys.stderr
+    if _state.live_line and out is sys.stderr:
+        out.write("\r\x1b[2K")  # the progress line redraws itself on its next tick
     out.write(render(level, message, context))
     out.flush()
 

@@ -14,7 +14,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Sequence
 from operator import attrgetter
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pipeline.envelope import Batch, Envelope
@@ -122,23 +122,3 @@ class Stats:
                 "dead_lettered": self.dead_lettered, "blank_lines": self.blank, "incomplete": self.incomplete,
                 "categories": dict(self.categories), "zones": dict(self.zones), "sent": dict(self.sent),
                 "not_selected": dict(self.filtered), "sink_retries": dict(self.sink_retries)}
-
-    def write_summary(self, out: TextIO) -> None:
-        """A short human-readable table of what happened, for stderr at exit."""
-        bad_total = sum(self.bad.values())
-        lines = [
-            f"tetrapipe: {self.received} records read, {self.events} events, "
-            f"{bad_total} bad ({self.dead_lettered} dead-lettered), {self.blank} blank lines skipped, "
-            f"{self.incomplete} incomplete events forwarded",
-        ]
-        for reason, n in sorted(self.bad.items()):
-            lines.append(f"  bad {reason:<24} {n}")
-        for cat, n in sorted(self.categories.items()):
-            lines.append(f"  category {cat:<19} {n}")
-        for zone, n in sorted(self.zones.items()):
-            lines.append(f"  zone {zone:<23} {n}")
-        for sink, n in sorted(self.sent.items()):
-            extra = f" ({self.filtered[sink]} not selected)" if self.filtered[sink] else ""
-            lines.append(f"  sent to {sink:<20} {n}{extra}")
-        out.write("\n".join(lines) + "\n")
-        out.flush()

@@ -12,7 +12,9 @@ asks for the next batch — a full pipeline stops the reading.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import stat
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -39,6 +41,7 @@ class _FdLineSource:
         self._stop_requested: asyncio.Event | None = None
         self._line = 0
         self._offset = 0
+        self._size: int | None = None  # of a regular file, for progress display
 
     def _open(self) -> int:
         raise NotImplementedError
@@ -48,7 +51,15 @@ class _FdLineSource:
             self._fd = self._open()
         except OSError as exc:
             raise SourceError(f"cannot open {self.name}: {exc}") from None
+        with contextlib.suppress(OSError):
+            st = os.fstat(self._fd)
+            if stat.S_ISREG(st.st_mode):
+                self._size = st.st_size - os.lseek(self._fd, 0, os.SEEK_CUR)
         self._reader = ThreadedReader(self._fd, self.chunk_size)
+
+    def progress(self) -> tuple[int, int | None]:
+        """(bytes read, bytes in the input if it is a regular file, else None)."""
+        return self._offset, self._size
 
     def stop(self) -> None:
         self._stopping = True
