@@ -69,7 +69,7 @@ def configure(fmt: str | None = None, level: str | None = None) -> str:
         if isinstance(handler, _Bridge):
             root.removeHandler(handler)
     root.addHandler(_Bridge())
-    root.setLevel(min(LEVELS["warning"], LEVELS[name]))
+    root.setLevel(LEVELS["debug"] if name == "debug" else LEVELS["warning"])  # libraries: warnings up
     return _state.format
 
 
