@@ -6,11 +6,11 @@ Two tasks joined by a bounded queue of batches (`max_in_flight`):
   on the queue — blocking when the queue is full, which is what holds the
   source back when sinks are slow (no unbounded buffering anywhere);
 - the writer delivers each batch — together with the batches queued behind
-  it, up to `max_delivery_events`, so writes grow with the backlog — to every
-  sink that selected some of its events, and its bad records to the
-  dead-letter path, concurrently; retries
-  retryable sink failures with backoff for as long as it takes (an outage is
-  never turned into a drop); then acknowledges the batch to the committer.
+  it, up to `max_delivery_events`, so writes grow with the backlog — through
+  `pipeline.delivery` (every sink that selected some of its events, and the
+  dead-letter path, concurrently; retryable failures retried with backoff for
+  as long as it takes: an outage is never turned into a drop); then
+  acknowledges the batches to the committer.
 
 Memory bound: at most 2 x `max_in_flight` + 2 batches exist between source and
 sinks (a delivery group of up to 1 + `max_in_flight`, a full queue, one being
@@ -34,13 +34,13 @@ construction.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from pipeline.commit import Committer
-from pipeline.envelope import Batch, Envelope
+from pipeline.delivery import Delivery, RetryPolicy
+from pipeline.envelope import Batch
 from pipeline.logs import emit
 from pipeline.process import Processor
 from pipeline.report import BadInputReporter
@@ -51,19 +51,6 @@ from sinks.base import DeadLetter, Sink, SinkClosed, SinkError
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INPUT_UNREADABLE = 2
-
-
-class RetryPolicy:
-    """Exponential backoff with full jitter, capped; a server's retry hint wins when given."""
-
-    def __init__(self, initial: float = 0.1, maximum: float = 30.0) -> None:
-        self.initial = initial
-        self.maximum = maximum
-
-    def delay(self, attempt: int, hint: float | None) -> float:
-        if hint is not None and hint >= 0:
-            return min(hint, self.maximum)
-        return random.uniform(0, min(self.maximum, self.initial * (2 ** attempt)))
 
 
 class Pipeline:
@@ -82,7 +69,6 @@ class Pipeline:
         self.committer = committer or Committer(source.commit)
         self.grace = grace
         self.max_delivery_events = max_delivery_events
-        self.retry = retry or RetryPolicy()
         self.log = log  # None: stderr, in the format pipeline.logs was configured with
         self._queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=max(1, max_in_flight))
         self._stopping = asyncio.Event()
@@ -91,7 +77,8 @@ class Pipeline:
         self.undelivered = 0
         self._running = False  # reader/writer tasks alive: acknowledgements can still arrive
         self._ended = False  # run() returned
-        self.failing: dict[str, str] = {}  # sink name → last error, while its write is being retried
+        self.delivery = Delivery(self.sinks, dead_letter, self.stats, retry=retry, log=log,
+                                 deadline=lambda: self._deadline)
         bind_drain = getattr(source, "bind_drain", None)
         if bind_drain is not None:
             bind_drain(self.drain)
@@ -121,6 +108,11 @@ class Pipeline:
             reasons.append("stopping")
         reasons.extend(f"sink {name}: {error}" for name, error in sorted(self.failing.items()))
         return not self._ended, not reasons, reasons
+
+    @property
+    def failing(self) -> dict[str, str]:
+        """Sinks whose writes are failing and being retried: name → last error."""
+        return self.delivery.failing
 
     async def run(self) -> int:
         try:
@@ -246,7 +238,7 @@ class Pipeline:
         ended = False
         while not ended and (batch := await self._next_batch()) is not None:
             group, ended = self._coalesce(batch)
-            await self._deliver(group)
+            await self.delivery.deliver(group)
             self._acknowledge(group)
             await self._commit()
         await self._commit(force=True)
@@ -297,51 +289,6 @@ class Pipeline:
                 return await asyncio.wait_for(self._queue.get(), max(0.05, self.committer.interval))
             except TimeoutError:
                 await self._commit()
-
-    async def _deliver(self, group: list[Batch]) -> None:
-        """Deliver a group of batches to every sink that selected some of their events, and the dead letter."""
-        writes = []
-        good = group[0].good if len(group) == 1 else [e for b in group for e in b.good]
-        for sink in self.sinks:
-            selection = sink.selection
-            selected = good if selection.all else [e for e in good if selection.selects(e)]
-            if len(selected) != len(good):
-                self.stats.filtered[sink.name] += len(good) - len(selected)
-            if selected:
-                writes.append(self._write_with_retry(sink, selected))
-        bad = [e for b in group for e in b.bad if e.error is not None and e.error.reason != "blank"]
-        if bad and self.dead_letter is not None:
-            writes.append(self._write_with_retry(self.dead_letter, bad, dead_letter=True))
-        if writes:
-            await asyncio.gather(*writes)
-
-    async def _write_with_retry(self, sink: Sink | DeadLetter, envelopes: list[Envelope],
-                                dead_letter: bool = False) -> None:
-        attempt = 0
-        while True:
-            try:
-                await sink.write(envelopes)
-            except SinkError as exc:
-                self.stats.sink_errors[sink.name] += 1
-                self.failing[sink.name] = str(exc)
-                if not exc.retryable:
-                    raise
-                if self._deadline is not None and time.monotonic() >= self._deadline:
-                    raise
-                delay = self.retry.delay(attempt, exc.retry_after)
-                self.stats.sink_retries[sink.name] += 1
-                if attempt == 0 or attempt % 10 == 0:
-                    self._say(f"{sink.name}: {exc}; retrying (attempt {attempt + 1}, in {delay:.1f}s)",
-                              sink=sink.name, attempt=attempt + 1, retry_in_s=round(delay, 3))
-                attempt += 1
-                await asyncio.sleep(delay)
-                continue
-            self.failing.pop(sink.name, None)
-            if dead_letter:
-                self.stats.count_dead_lettered(envelopes)
-            else:
-                self.stats.count_sent(sink.name, envelopes)
-            return
 
     def _say(self, message: str, level: str = "warning", **context: Any) -> None:
         emit(self.log, level, message, **context)

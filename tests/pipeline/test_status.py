@@ -77,7 +77,7 @@ async def test_readyz_follows_the_pipeline_and_livez_ends_with_it(served):
 async def test_readyz_names_a_failing_sink_and_recovers(served):
     pipeline, source, sink, server = served
     sink.fail_retryable = 10**6
-    pipeline.retry = RetryPolicy(initial=0.01, maximum=0.01)
+    pipeline.delivery.retry = RetryPolicy(initial=0.01, maximum=0.01)
     run = asyncio.create_task(pipeline.run())
     source.gate.set()
     for _ in range(200):
