@@ -148,6 +148,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigFileError(str(exc)) from None
     source = _choose_source(args, kafka_source)
     dead_letter = kafka_dlq or (FileDeadLetter(args.dead_letter) if args.dead_letter else None)
+    for kafka_sink in kafka_sinks:
+        kafka_sink.dead_letter = dead_letter  # events too large for a Kafka message go there
     try:
         otlp_sinks = build_otlp_sinks(args, config.otlp, dead_letter, scope_version=__version__,
                                       group_of=dict(tagger.groups))

@@ -6,7 +6,14 @@ the committer commit their input offsets.  Retriable broker errors (leader
 moves, timeouts, a broker down) raise `SinkError(retryable=True)` and the
 runner retries the whole write — messages that had already been acknowledged
 are produced again (at-least-once: duplicates, never loss).  Fatal ones
-(authorisation, a message too large) raise `SinkError(retryable=False)`.
+(authorisation, a batch the broker refuses as too large) raise
+`SinkError(retryable=False)`.
+
+An event larger than `max_request_size` (uncompressed: key, value, headers)
+is never produced — one poison event must not stop the stream: it goes to
+the dead-letter output (`dead_letter`, set by the CLI) as a bad record with
+reason `too_large_for_kafka`, or, without one, is counted and reported as an
+ERROR.
 
 Speed: no await per message.  A write groups its messages per destination
 partition into aiokafka `BatchBuilder`s (the partition chosen as the Java
@@ -17,7 +24,10 @@ waits, the pipeline's reader is already decoding the next batch.
 
 `KafkaDeadLetter` writes each bad record's raw bytes unchanged with headers
 `tetrapipe-error` (`reason: detail`), `tetrapipe-source-topic`,
-`-partition`, `-offset` (plus the input's own key and headers).
+`-partition`, `-offset` (plus the input's own key and headers).  A record
+that cannot fit in one Kafka message is cut to fit and marked with a
+`tetrapipe-truncated-from: <original bytes>` header (and an ERROR line),
+rather than blocking every later record behind it.
 """
 
 from __future__ import annotations
@@ -32,14 +42,23 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
+from pipeline.codec import BadInput
 from pipeline.envelope import Envelope
-from sinks.base import SELECT_ALL, SinkError
+from pipeline.logs import emit
+from sinks.base import SELECT_ALL, DeadLetter, SinkError
 from sinks.kafka_config import KafkaDeadLetterConfig, KafkaSinkConfig, producer_options
 from sinks.kafka_connection import KafkaConnection, KafkaConnectionError
 from sinks.kafka_routing import DEFAULT, DROPPED, Route, Router, check_topic
 from sinks.kafka_topics import ensure_topics
 
 _KEY_CACHE_LIMIT = 1 << 16
+_RECORD_OVERHEAD = 128  # record and batch framing beyond key, value and headers (generous)
+DLQ_MAX_REQUEST_SIZE = 1 << 20  # the producer's default; a dead-letter record is cut to fit under it
+
+
+def record_size(key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]) -> int:
+    """Upper bound of a record's size in a produce request, before compression."""
+    return len(value) + len(key or b"") + sum(len(k) + len(v) + 8 for k, v in headers) + _RECORD_OVERHEAD
 
 
 def sink_error(exc: BaseException, what: str) -> SinkError:
@@ -101,6 +120,8 @@ class KafkaSink:
         self._client: _Producer | None = None
         self._hashes: dict[bytes, int] = {}
         self.routed = self.defaulted = self.dropped_untagged = 0
+        self.too_large = 0  # events over max_request_size, sent to the dead letter (or dropped without one)
+        self.dead_letter: DeadLetter | None = None
         self.by_category: Counter[str] = Counter()
         self.messages: Counter[str] = Counter()
 
@@ -138,13 +159,20 @@ class KafkaSink:
         sticky: dict[str, int] = {}
         shapes: Counter[Route] = Counter()
         futures: list[asyncio.Future[Any]] = []
+        oversized: list[tuple[Envelope, int]] = []
+        limit = self.config.max_request_size
         try:
             for env in envelopes:
                 route = route_of(env)
-                shapes[route] += 1
                 if not route.topics:
+                    shapes[route] += 1
                     continue
                 key, headers, value = key_of(env), headers_of(env, route), env.out
+                size = record_size(key, value, headers)
+                if size > limit:
+                    oversized.append((env, size))
+                    continue
+                shapes[route] += 1
                 for topic in route.topics:
                     partition = self._partition(topic, key, sticky)
                     builder = builders.get((topic, partition))
@@ -159,7 +187,33 @@ class KafkaSink:
             await await_acks(futures, "Kafka did not acknowledge a batch")
         except KafkaError as exc:
             raise sink_error(exc, "producing to Kafka failed") from None
+        if oversized:
+            await self._divert(oversized)
         self._count(shapes)
+
+    async def _divert(self, oversized: list[tuple[Envelope, int]]) -> None:
+        """Events too large for one Kafka message: to the dead letter, as bad records (copies)."""
+        limit = self.config.max_request_size
+        if self.dead_letter is None:
+            self.too_large += len(oversized)
+            emit(None, "error", f"{len(oversized)} events larger than kafka.sink.max_request_size ({limit} bytes) "
+                 "were not produced and there is no dead-letter output: they are lost for Kafka",
+                 sink=self.name, events=len(oversized), positions=[str(e.position) for e, _ in oversized[:10]])
+            return
+        copies = []
+        for env, size in oversized:
+            copy = Envelope(env.raw, env.position, env.meta, env.received_ns)
+            copy.error = BadInput("too_large_for_kafka", f"{size} bytes enriched > kafka.sink.max_request_size "
+                                                         f"{limit} bytes")
+            copies.append(copy)
+        await self.dead_letter.write(copies)  # its failure fails this write: the runner retries it
+        self.too_large += len(copies)
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """For the metrics endpoint (`tetrapipe_sink_operations_total`)."""
+        return {"routed": self.routed, "defaulted": self.defaulted, "dropped_untagged": self.dropped_untagged,
+                "too_large": self.too_large, "messages": sum(self.messages.values())}
 
     def _count(self, shapes: Counter[Route]) -> None:
         for route, n in shapes.items():
@@ -192,6 +246,7 @@ class KafkaDeadLetter:
         self._connection = connection
         self._client: _Producer | None = None
         self.written = 0
+        self.truncated = 0
 
     async def start(self) -> None:
         try:
@@ -207,12 +262,25 @@ class KafkaDeadLetter:
         producer = self._client.producer
         try:
             # Bad records are rare: one send per record is simple and cheap enough.
-            futures = [await producer.send(self.topic, value=e.raw, key=_source_key(e), headers=dead_letter_headers(e))
-                       for e in envelopes]
+            futures = [await producer.send(self.topic, value=value, key=key, headers=headers)
+                       for key, value, headers in map(self._fitted, envelopes)]
             await await_acks(futures, "Kafka did not acknowledge a dead-letter record")
         except KafkaError as exc:
             raise sink_error(exc, "producing to the dead-letter topic failed") from None
         self.written += len(envelopes)
+
+    def _fitted(self, env: Envelope) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
+        """(key, value, headers) of a dead-letter record, the value cut to fit one message if needed."""
+        key, value, headers = _source_key(env), env.raw, dead_letter_headers(env)
+        size = record_size(key, value, headers)
+        if size <= DLQ_MAX_REQUEST_SIZE:
+            return key, value, headers
+        keep = max(0, len(value) - (size - DLQ_MAX_REQUEST_SIZE) - 64)
+        self.truncated += 1
+        emit(None, "error", f"dead-letter record from {env.position} is {len(value)} bytes, more than one Kafka "
+             f"message holds; written cut to {keep} bytes with header tetrapipe-truncated-from",
+             sink=self.name, position=str(env.position), bytes=len(value))
+        return key, value[:keep], [*headers, ("tetrapipe-truncated-from", str(len(value)).encode())]
 
     async def close(self) -> None:
         if self._client is not None:

@@ -61,6 +61,8 @@ def build_pipeline(argv: list[str], **consumer_options: Any) -> Pipeline:
     source, sinks, dead_letter = build_kafka(args, load_section(args.config), groups=tagger.groups,
                                              **consumer_options)
     assert source is not None, "the worker needs a Kafka source"
+    for sink in sinks:
+        sink.dead_letter = dead_letter  # as `tetrapipe run` wires it
     return Pipeline(source, processor, sinks or [StdoutSink()], dead_letter=dead_letter, stats=Stats(),
                     grace=args.grace, max_in_flight=args.max_in_flight)
 
