@@ -3,8 +3,10 @@
 Guarantees (at-least-once):
 - Auto-commit is off.  `commit(position)` commits `{partition: next offset}`
   as computed by the committer from acknowledged batches only, and only for
-  partitions this member still owns (a stale position must never move another
-  member's partition backwards).  A commit the broker refuses is retried with
+  partitions this member still owns, at offsets not below where its current
+  ownership began (a stale position — e.g. left by a commit that failed during
+  a revocation — must never move the group's offset back over another
+  member's progress).  A commit the broker refuses is retried with
   the next one (positions merge, the later wins); one refused because the group
   rebalanced is dropped: the partition's owner redoes that range.
 - Revocation: the rebalance listener first drops fetched batches of the
@@ -81,6 +83,10 @@ class KafkaSource:
         # Per owned partition, the committed offset (or, before our first commit, the offset we
         # resumed from): the base of the consumer lag exported as a metric.
         self._lag_base: dict[TopicPartition, int] = {}
+        # Per owned partition, the first offset fetched since it was (re)assigned: an offset below it
+        # is a leftover of an earlier ownership (e.g. a commit that failed during a revocation) and
+        # committing it would move the group backwards over another owner's progress.
+        self._resumed_at: dict[TopicPartition, int] = {}
         self.revocations = 0  # rebalances seen (for tests and telemetry)
         self.dropped_on_revoke = 0  # fetched records dropped before the pipeline saw them
 
@@ -182,6 +188,7 @@ class KafkaSource:
                                        (r.key, r.headers)) for r in records])
             position[tp] = records[-1].offset + 1
             self._lag_base.setdefault(tp, records[0].offset)
+            self._resumed_at.setdefault(tp, records[0].offset)
         self._ready.append(Batch(envelopes, position))
         self._wake.set()
 
@@ -200,6 +207,7 @@ class KafkaSource:
         self._owned -= revoked
         for tp in revoked:
             self._lag_base.pop(tp, None)
+            self._resumed_at.pop(tp, None)
 
     def _drop_ready(self, revoked: set[TopicPartition]) -> None:
         kept: deque[Batch] = deque()
@@ -217,7 +225,8 @@ class KafkaSource:
         """Commit `{TopicPartition: next offset}` for the partitions still owned (see the module doc)."""
         assert self._consumer is not None
         merged = {**self._retry_commit, **position}
-        offsets = {tp: offset for tp, offset in merged.items() if tp in self._owned}
+        offsets = {tp: offset for tp, offset in merged.items()
+                   if tp in self._owned and offset >= self._resumed_at.get(tp, offset + 1)}
         self._retry_commit = {}
         if not offsets:
             return
