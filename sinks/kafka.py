@@ -44,10 +44,10 @@ from aiokafka.partitioner import murmur2
 
 from pipeline.codec import BadInput
 from pipeline.envelope import Envelope
+from pipeline.kafka_connection import KafkaConnection, KafkaConnectionError
 from pipeline.logs import emit
 from sinks.base import SELECT_ALL, DeadLetter, SinkError
 from sinks.kafka_config import KafkaDeadLetterConfig, KafkaSinkConfig, producer_options
-from sinks.kafka_connection import KafkaConnection, KafkaConnectionError
 from sinks.kafka_routing import DEFAULT, DROPPED, Route, Router, check_topic
 from sinks.kafka_topics import ensure_topics
 

@@ -6,7 +6,7 @@ given; routed Kafka output when an output template is given; the Kafka
 dead-letter topic when a DLQ topic is given — each independently, so
 `--kafka-topic RAW` alone reads Kafka and writes to stdout.
 
-Environment (for Kubernetes deployments; see also sinks.kafka_connection):
+Environment (for Kubernetes deployments; see also pipeline.kafka_connection):
 KAFKA_BOOTSTRAP_SERVERS, KAFKA_GROUP_ID, KAFKA_TOPICS (comma-separated),
 KAFKA_TOPIC_PATTERN, KAFKA_OUT_TEMPLATE, KAFKA_DEFAULT_TOPIC, KAFKA_DLQ_TOPIC,
 and the SASL/TLS variables.
@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from pipeline.kafka_connection import KafkaConnection, KafkaConnectionError
 from pipeline.sources.kafka_config import KafkaSourceConfig
 from sinks.kafka_config import KafkaDeadLetterConfig, KafkaSinkConfig
-from sinks.kafka_connection import KafkaConnection, KafkaConnectionError
 from sinks.kafka_routing import RoutingError
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from sinks.kafka_connection import KafkaConnection
+from pipeline.kafka_connection import KafkaConnection
 from sinks.kafka_routing import KeyStrategy, MultiCategory
 
 Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]

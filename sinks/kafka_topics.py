@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from sinks.kafka_connection import KafkaConnection
+from pipeline.kafka_connection import KafkaConnection
 
 _TOPIC_ALREADY_EXISTS = 36
 

@@ -36,10 +36,10 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from pipeline.envelope import Batch, Envelope
+from pipeline.kafka_connection import KafkaConnection, KafkaConnectionError
 from pipeline.logs import emit
 from pipeline.sources.base import SourceError
 from pipeline.sources.kafka_config import KafkaSourceConfig
-from sinks.kafka_connection import KafkaConnection, KafkaConnectionError
 
 DrainFn = Callable[[Callable[[Batch], bool], float], Awaitable[bool]]
 

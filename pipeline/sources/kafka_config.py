@@ -7,7 +7,7 @@ from typing import Literal
 
 import msgspec
 
-from sinks.kafka_connection import KafkaConnectionError
+from pipeline.kafka_connection import KafkaConnectionError
 
 
 class KafkaSourceConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):

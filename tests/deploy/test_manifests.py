@@ -396,7 +396,7 @@ def test_args_use_only_flags_the_cli_accepts(path: Path, workload: dict[str, Any
 
 
 def known_env_vars() -> set[str]:
-    from sinks import kafka_connection
+    from pipeline import kafka_connection
 
     names = set()
     for pkg in ("pipeline", "sinks", "transforms"):

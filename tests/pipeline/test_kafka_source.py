@@ -9,7 +9,7 @@ from aiokafka import TopicPartition
 
 from pipeline.sources.kafka import KafkaSource
 from pipeline.sources.kafka_config import KafkaSourceConfig
-from sinks.kafka_connection import KafkaConnection
+from pipeline.kafka_connection import KafkaConnection
 
 TP = TopicPartition("events", 0)
 

@@ -12,7 +12,7 @@ from pipeline.process import Processor
 from pipeline.sources.kafka import KafkaSourceConfig
 from sinks.kafka import dead_letter_headers
 from sinks.kafka_cli import KafkaConfigError, KafkaSection, add_kafka_arguments, build_kafka, resolve
-from sinks.kafka_connection import KafkaConnection, KafkaConnectionError
+from pipeline.kafka_connection import KafkaConnection, KafkaConnectionError
 from sinks.kafka_routing import DEFAULT, DROPPED, ROUTED, Router, RoutingError, template_fields
 from tests.support.synth import generate
 
