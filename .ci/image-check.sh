@@ -126,4 +126,9 @@ if bad:
     sys.exit(f"stdin smoke run: lines without a 'tetrapipe' key: {bad[:10]}")
 print(f"ok: {want} lines, each with a 'tetrapipe' key")
 EOF
+# The metrics endpoint's dependency (prometheus-client) is in the image: bind, announce, exit.
+"$tp" run --metrics-port 0 --metrics-address 127.0.0.1 --quiet < /dev/null 2> "$TMP/metrics.log"
+grep -q '"message":"metrics and probes on http://127.0.0.1:' "$TMP/metrics.log" \
+  || { cat "$TMP/metrics.log"; echo "metrics endpoint did not start from the image venv"; exit 1; }
+echo "ok: --metrics-port serves from the image venv"
 echo "image-check: OK"
