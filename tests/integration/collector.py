@@ -41,7 +41,16 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from otlp_receiver import LOOPBACK, OtlpReceiver, ReceivedLog, end_process, free_port, spawn, wait_for_ports
+from otlp_receiver import (
+    LOOPBACK,
+    LoopbackServer,
+    OtlpReceiver,
+    ReceivedLog,
+    end_process,
+    free_port,
+    spawn,
+    wait_for_ports,
+)
 
 
 def rotel_binary() -> Path:
@@ -54,7 +63,7 @@ def rotel_binary() -> Path:
     return binary
 
 
-class Collector:
+class Collector(LoopbackServer):
     """rotel on free 127.0.0.1 ports, backed by an :class:`OtlpReceiver` sink for read-back.
 
     Contracts:
@@ -88,23 +97,6 @@ class Collector:
         self.extra_args = extra_args
         self.start_timeout = start_timeout
         self._proc: subprocess.Popen[bytes] | None = None
-
-    # ------------------------------------------------------------------ endpoints
-
-    @property
-    def grpc_endpoint(self) -> str:
-        """OTLP/gRPC endpoint for exporters, e.g. ``http://127.0.0.1:41234``."""
-        return f"http://{LOOPBACK}:{self.grpc_port}"
-
-    @property
-    def http_endpoint(self) -> str:
-        """OTLP/HTTP base URL; logs go to ``http_endpoint + "/v1/logs"``."""
-        return f"http://{LOOPBACK}:{self.http_port}"
-
-    @property
-    def running(self) -> bool:
-        """True while the rotel process is alive."""
-        return self._proc is not None and self._proc.poll() is None
 
     # ------------------------------------------------------------------ lifecycle
 

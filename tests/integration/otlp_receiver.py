@@ -244,7 +244,30 @@ def spawn(cmd: list[str], log_file: Path, env: dict[str, str] | None = None) -> 
         )
 
 
-class OtlpReceiver:
+class LoopbackServer:
+    """Endpoints of a child-process OTLP server on 127.0.0.1 (`grpc_port`, `http_port`, `_proc` set by the subclass)."""
+
+    grpc_port: int
+    http_port: int
+    _proc: subprocess.Popen[bytes] | None
+
+    @property
+    def grpc_endpoint(self) -> str:
+        """OTLP/gRPC endpoint for exporters, e.g. ``http://127.0.0.1:41234``."""
+        return f"http://{LOOPBACK}:{self.grpc_port}"
+
+    @property
+    def http_endpoint(self) -> str:
+        """OTLP/HTTP base URL; logs go to ``http_endpoint + "/v1/logs"``."""
+        return f"http://{LOOPBACK}:{self.http_port}"
+
+    @property
+    def running(self) -> bool:
+        """True while the child process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+
+class OtlpReceiver(LoopbackServer):
     """Run the receiver in a child process on fixed 127.0.0.1 ports.
 
     Contract: ``start()`` returns only once both ports accept connections (bounded by
@@ -263,18 +286,6 @@ class OtlpReceiver:
         self.http_port = free_port()
         self._proc: subprocess.Popen[bytes] | None = None
         self._journal = JournalReader(self.journal)
-
-    @property
-    def grpc_endpoint(self) -> str:
-        return f"http://{LOOPBACK}:{self.grpc_port}"
-
-    @property
-    def http_endpoint(self) -> str:
-        return f"http://{LOOPBACK}:{self.http_port}"
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def start(self) -> None:
         """Spawn the child and wait until gRPC and HTTP both accept connections."""
