@@ -173,7 +173,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         status = StatusServer(registry_for(pipeline, __version__), pipeline.health,
                               host=args.metrics_address, port=args.metrics_port)
     progress = None
-    if not (args.quiet or args.no_progress) and current_log_format() == "text" and sys.stderr.isatty():
+    events_on_screen = any(isinstance(s, StdoutSink) for s in sinks) and sys.stdout.isatty()
+    if not (args.quiet or args.no_progress or events_on_screen) and current_log_format() == "text" \
+            and sys.stderr.isatty():  # a person watches stderr, and the events do not scroll through it
         progress = Progress(stats, source)
     tune_gc()
     started = time.monotonic()

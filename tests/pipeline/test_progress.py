@@ -101,3 +101,22 @@ def test_no_progress_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
                             input=b"\n".join(synth.generate(100, seed=1)) + b"\n", capture_output=True, cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
     assert result.returncode == 0 and b"\x1b[" not in result.stderr and b"100 records read" in result.stderr
+
+
+def test_no_progress_when_the_events_themselves_go_to_the_terminal(tmp_path: Path) -> None:
+    events = tmp_path / "tetragon.log"
+    events.write_bytes(b"\n".join(synth.generate(2000, seed=3)) + b"\n")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--input", str(events),
+                             "--format", "summary"], stdout=slave, stderr=slave, stdin=subprocess.DEVNULL, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "TETRAPIPE_LOG_FORMAT": "auto"})
+    os.close(slave)
+    try:
+        screen = read_all(master, proc).decode(errors="replace")
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    assert CLEAR not in screen and "2000 records read" in screen  # the table still ends the run
