@@ -10,7 +10,9 @@ How:
   (`sinks.otlp_encode`); requests are packed from encoded records, bounded by
   `max_records` and `max_bytes` (default under the 4 MiB gRPC receive limit
   collectors ship with), records of one Tetragon node under one ResourceLogs.
-  A batch may take several requests, sent `max_concurrent_requests` at a time.
+  A batch may take several requests, sent `max_concurrent_requests` at a time;
+  each is sent as soon as it is packed, so the collector works on one while
+  the next is encoded.
 - Retryable failures (UNAVAILABLE, RESOURCE_EXHAUSTED, HTTP 429/5xx, refused
   connections, timeouts) raise `SinkError(retryable=True, retry_after=<the
   server's RetryInfo / Retry-After>)`: the runner backs off and retries, the
@@ -34,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Protocol, TextIO
 
 from pipeline.envelope import Envelope
@@ -67,8 +69,8 @@ class _Progress:
     def __init__(self, envelopes: Sequence[Envelope]) -> None:
         self.envelopes = envelopes
         self.done = [False] * len(envelopes)
-        self.records: list[bytes] = []
-        self.resources: list[bytes] = []
+        self.records: list[bytes] = [b""] * len(envelopes)  # b"": not encoded yet
+        self.resources: list[bytes] = [b""] * len(envelopes)
 
 
 class OtlpSink:
@@ -111,24 +113,26 @@ class OtlpSink:
     async def write(self, envelopes: Sequence[Envelope]) -> None:
         progress = self._progress
         if progress is None or progress.envelopes is not envelopes:
-            progress = self._progress = self._encode(envelopes)
-        pending = [i for i, done in enumerate(progress.done) if not done]
-        results = await asyncio.gather(*[self._send(progress, chunk) for chunk in self._pack(progress, pending)],
-                                       return_exceptions=True)
+            progress = self._progress = _Progress(envelopes)
+        sends: list[asyncio.Future[None]] = []
+        try:
+            for chunk in self._chunks(progress):
+                # Send each request as soon as it is packed, and let requests in flight move on (their
+                # bytes written, answers read) before encoding the next: the collector works meanwhile.
+                sends.append(asyncio.ensure_future(self._send(progress, chunk)))
+                await asyncio.sleep(0)
+        except BaseException:  # cancelled (shutdown): no request may outlive the write
+            for send in sends:
+                send.cancel()
+            await asyncio.gather(*sends, return_exceptions=True)
+            raise
+        results = await asyncio.gather(*sends, return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             raise self._sink_error(failures)
         self._progress = None
 
-    def _encode(self, envelopes: Sequence[Envelope]) -> _Progress:
-        progress = _Progress(envelopes)
-        record, mapper, resource = self.encoder.record, self.mapper, self._resource
-        progress.records = [record(mapper.record(env)) for env in envelopes]
-        progress.resources = [resource(env) for env in envelopes]
-        return progress
-
-    def _resource(self, env: Envelope) -> bytes:
-        key = self.mapper.resource_key(env)
+    def _resource(self, key: tuple[str | None, str | None]) -> bytes:
         encoded = self._resources.get(key)
         if encoded is None:
             node, cluster = key
@@ -142,25 +146,37 @@ class OtlpSink:
             encoded = self._resources[key] = self.encoder.resource(attrs)
         return encoded
 
-    def _pack(self, progress: _Progress, indices: list[int]) -> list[list[int]]:
-        """Split record indices into requests within `max_records` and (approximately) `max_bytes`."""
-        chunks: list[list[int]] = []
+    def _chunks(self, progress: _Progress) -> Iterator[list[int]]:
+        """The pending records' indices, packed into requests within `max_records` and (approximately) `max_bytes`.
+
+        Each record is mapped and encoded once, when first packed (kept across retries); a
+        request is yielded as soon as it is full, so encoding the next one overlaps its sending.
+        """
+        records, resources, envelopes = progress.records, progress.resources, progress.envelopes
+        encode, map_record, resource = self.encoder.record, self.mapper.record, self._resource
+        resource_key = self.mapper.resource_key
         current: list[int] = []
         size = 0
         seen: set[int] = set()  # resources already framed in the current request (by identity)
-        for i in indices:
-            rec, res = progress.records[i], progress.resources[i]
+        for i, done in enumerate(progress.done):
+            if done:
+                continue
+            rec = records[i]
+            if not rec:  # not encoded yet (an encoded record is never empty: it has timestamps)
+                env = envelopes[i]
+                rec = records[i] = encode(map_record(env))
+                resources[i] = resource(resource_key(env))
+            res = resources[i]
             cost = len(rec) + _REQUEST_OVERHEAD + (0 if id(res) in seen else len(res) + 4 * _REQUEST_OVERHEAD)
             if current and (len(current) >= self.max_records or size + cost > self.max_bytes):
-                chunks.append(current)
+                yield current
                 current, size, seen = [], 0, set()
                 cost = len(rec) + len(res) + 5 * _REQUEST_OVERHEAD
             current.append(i)
             seen.add(id(res))
             size += cost
         if current:
-            chunks.append(current)
-        return chunks
+            yield current
 
     def _request(self, progress: _Progress, chunk: list[int]) -> bytes:
         groups: dict[int, tuple[bytes, list[bytes]]] = {}

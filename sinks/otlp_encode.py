@@ -57,7 +57,8 @@ class _Tables(dict[str, list[Any]]):
     """Attribute key → header table (index: string byte length; the last 10 slots: int varint length)."""
 
     def __missing__(self, key: str) -> list[Any]:
-        table = self[key] = [None] * _HEADER_TABLE
+        # Strings use slots 0.._HEADER_TABLE-1; ints the 10 slots after them (a key may carry both).
+        table = self[key] = [None] * (_HEADER_TABLE + 10)
         return table
 
 
@@ -197,16 +198,26 @@ class ProtobufEncoder:
         return b"".join(self.attributes(attrs, tag=0x0A))
 
     def request(self, groups: Sequence[tuple[bytes, Sequence[bytes]]]) -> bytes:
-        """An ExportLogsServiceRequest from (encoded resource, encoded records) groups."""
+        """An ExportLogsServiceRequest from (encoded resource, encoded records) groups.
+
+        Lengths of the enclosing messages are computed from the parts, so the
+        request is assembled with one copy of its bytes (a request is megabytes).
+        """
         out: list[bytes] = []
+        scope = self._scope
         for resource, records in groups:
-            scope_logs = [self._scope]
+            framed: list[bytes] = [scope]
+            scope_len = len(scope)
             for rec in records:
-                scope_logs += (b"\x12", varint(len(rec)), rec)
-            scope_body = b"".join(scope_logs)
-            resource_logs = b"".join((b"\x0a", varint(len(resource)), resource,
-                                      b"\x12", varint(len(scope_body)), scope_body))
-            out += (b"\x0a", varint(len(resource_logs)), resource_logs)
+                n = len(rec)
+                size = varint(n)
+                framed += (b"\x12", size, rec)
+                scope_len += 1 + len(size) + n
+            scope_size = varint(scope_len)
+            resource_size = varint(len(resource))
+            logs_len = 1 + len(resource_size) + len(resource) + 1 + len(scope_size) + scope_len
+            out += (b"\x0a", varint(logs_len), b"\x0a", resource_size, resource, b"\x12", scope_size)
+            out += framed
         return b"".join(out)
 
 
@@ -269,18 +280,32 @@ class JsonEncoder:
                 b',"severityNumber":%d,"severityText":' % f.severity + _json.encode(f.severity_text))
         name = self._names.get(f.event_name)
         if name is None:
-            name = self._names[f.event_name] = b',"eventName":' + _json.encode(f.event_name)
-        return b"".join((b'{"timeUnixNano":"%d","observedTimeUnixNano":"%d"' % (f.time_ns, f.observed_ns), sev,
-                         b',"body":', self.any_value(f.body), b',"attributes":[', self.attributes(f.attributes),
-                         b"]", name, b"}"))
+            name = self._names[f.event_name] = b'],"eventName":' + _json.encode(f.event_name) + b"}"
+        body = f.body
+        parts = [b'{"timeUnixNano":"%d","observedTimeUnixNano":"%d"' % (f.time_ns, f.observed_ns), sev]
+        if type(body) is bytes:  # the JSON line as a string value: escaped in one pass, no extra copies
+            parts += (b',"body":{"stringValue":', _json.encode(body.decode()), b'},"attributes":[')
+        else:
+            parts += (b',"body":', self.any_value(body), b',"attributes":[')
+        parts.append(self.attributes(f.attributes))
+        parts.append(name)
+        return b"".join(parts)
 
     def resource(self, attrs: Sequence[Attribute]) -> bytes:
         return b'{"attributes":[' + self.attributes(attrs) + b"]}"
 
     def request(self, groups: Sequence[tuple[bytes, Sequence[bytes]]]) -> bytes:
-        parts = [b'{"resource":' + resource + b',"scopeLogs":[' + self._scope_head + b",".join(records) + b"]}]}"
-                 for resource, records in groups]
-        return b'{"resourceLogs":[' + b",".join(parts) + b"]}"
+        """One join of every part: a request is megabytes, each concatenation would copy it all."""
+        out: list[bytes] = [b'{"resourceLogs":[']
+        for i, (resource, records) in enumerate(groups):
+            out += (b',{"resource":' if i else b'{"resource":', resource, b',"scopeLogs":[', self._scope_head)
+            if records:
+                separated = [b","] * (2 * len(records) - 1)
+                separated[::2] = records
+                out += separated
+            out.append(b"]}]}")
+        out.append(b"]}")
+        return b"".join(out)
 
 
 ENCODERS: dict[str, type[ProtobufEncoder] | type[JsonEncoder]] = {

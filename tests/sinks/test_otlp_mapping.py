@@ -241,3 +241,18 @@ def test_json_body_string_escapes_round_trip(processor: Processor) -> None:
     [rec] = decode(json_format.Parse(raw, ExportLogsServiceRequest()))
     assert rec["body"] == env.out.decode()
     assert rec["attributes"]["process.command_line"].endswith(f'a "q" \\ \n\t\u2028 é 🚀 {weird}')
+
+
+@pytest.mark.parametrize("encoder_cls", [ProtobufEncoder, JsonEncoder])
+def test_one_key_with_int_and_long_string_values_and_several_resources(encoder_cls: type) -> None:
+    """Header memo slots of ints and of long strings never collide; groups frame their own records."""
+    encoder = encoder_cls()
+    records = [encoder.record(LogFields(1, 2, 9, "INFO", "tetragon.x", b'{"a":1}', [("k", value)]))
+               for value in (7, 2**62, "s" * 505, "t" * 511, 9)]
+    raw = encoder.request([(encoder.resource([("r", "one")]), records[:2]), (encoder.resource([("r", "two")]), []),
+                           (encoder.resource([("r", "three")]), records[2:])])
+    request = (ExportLogsServiceRequest.FromString(raw) if encoder_cls is ProtobufEncoder
+               else json_format.Parse(raw, ExportLogsServiceRequest()))
+    got = [(rec["resource"]["r"], rec["attributes"]["k"], rec["body"]) for rec in decode(request)]
+    assert got == [("one", 7, '{"a":1}'), ("one", 2**62, '{"a":1}'), ("three", "s" * 505, '{"a":1}'),
+                   ("three", "t" * 511, '{"a":1}'), ("three", 9, '{"a":1}')]
