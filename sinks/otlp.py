@@ -34,12 +34,12 @@ How:
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 from pipeline.envelope import Envelope
+from pipeline.logs import emit
 from sinks.base import SELECT_ALL, Selection, SinkError
 from sinks.otlp_encode import ENCODERS
 from sinks.otlp_mapping import Attribute, LogMapper
@@ -92,7 +92,7 @@ class OtlpSink:
         self.dead_letter = dead_letter
         self.max_records = max_records
         self.max_bytes = max_bytes
-        self.log = log if log is not None else sys.stderr
+        self.log = log  # None: stderr (pipeline.logs)
         self.counters: Counter[str] = Counter()  # exported, requests, rejected_partial, dead_lettered, dropped_invalid
         self._static_resource: list[Attribute] = [("service.name", service_name), *(resource or {}).items()]
         self._resources: dict[tuple[str | None, str | None], bytes] = {}
@@ -213,8 +213,9 @@ class OtlpSink:
         self.counters["exported"] += len(chunk) - accepted.rejected
         if accepted.rejected:
             self.counters["rejected_partial"] += accepted.rejected
-            self._say(f"ERROR: the collector rejected {accepted.rejected} of {len(chunk)} records of a request "
-                      f"(partial success, not retryable per OTLP): {accepted.message}")
+            self._say("error", f"the collector rejected {accepted.rejected} of {len(chunk)} records of a request "
+                               f"(partial success, not retryable per OTLP): {accepted.message}",
+                      rejected=accepted.rejected)
 
     async def _reject(self, env: Envelope, exc: ExportError) -> None:
         """One record the collector refuses on its own: dead-letter it, or report the loss."""
@@ -224,11 +225,12 @@ class OtlpSink:
             except Exception as err:  # the dead-letter path failing must not lose the record: retry later
                 raise ExportError("retry", f"dead-letter write failed: {err!r}") from None
             self.counters["dead_lettered"] += 1
-            self._say(f"Record at {env.position!r} refused by the collector ({exc}); dead-lettered")
+            self._say("warning", f"record at {env.position!r} refused by the collector ({exc}); dead-lettered",
+                      position=str(env.position))
             return
         self.counters["dropped_invalid"] += 1
-        self._say(f"ERROR: record at {env.position!r} refused by the collector ({exc}) and no dead-letter "
-                  f"path is configured: dropped")
+        self._say("error", f"record at {env.position!r} refused by the collector ({exc}) and no dead-letter "
+                           f"path is configured: dropped", position=str(env.position))
 
     def _sink_error(self, failures: list[BaseException]) -> BaseException:
         errors = [f for f in failures if isinstance(f, ExportError)]
@@ -245,7 +247,6 @@ class OtlpSink:
         self.counters["retryable_failures"] += 1
         return SinkError(str(errors[0]), retryable=True, retry_after=max(hints) if hints else None)
 
-    def _say(self, message: str) -> None:
-        self.log.write(f"tetrapipe: {self.name}: {message}\n")
-        self.log.flush()
+    def _say(self, level: str, message: str, **context: Any) -> None:
+        emit(self.log, level, f"{self.name}: {message}", sink=self.name, **context)
 
