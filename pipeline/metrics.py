@@ -118,7 +118,10 @@ class PipelineCollector(Collector):
         yield _gauge("tetrapipe_start_time_seconds", "Unix time the run started", stats.started)
 
     def _source(self) -> Iterator[Metric]:
-        lag_of: Callable[[], dict[tuple[str, int], int]] | None = getattr(self.pipeline.source, "lag", None)
+        source = self.pipeline.source
+        yield _gauge("tetrapipe_source_up", "1 while the source is connected (Kafka: brokers answer metadata "
+                     "requests)", labels=["source"], values={source.name: 1 if getattr(source, "ready", True) else 0})
+        lag_of: Callable[[], dict[tuple[str, int], int]] | None = getattr(source, "lag", None)
         if lag_of is None:
             return
         yield _gauge("tetrapipe_kafka_consumer_lag",

@@ -35,6 +35,7 @@ from typing import Any, TextIO
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from pipeline.connectivity import ConnectivityProbe
 from pipeline.envelope import Batch, Envelope
 from pipeline.kafka_connection import KafkaConnection, KafkaConnectionError
 from pipeline.logs import emit
@@ -64,7 +65,7 @@ class KafkaSource:
     """Envelope(raw=value, position=(topic, partition, offset), meta=(key, headers)); batch position {tp: next}."""
 
     def __init__(self, connection: KafkaConnection, config: KafkaSourceConfig, *, log: TextIO | None = None,
-                 **consumer_options: Any) -> None:
+                 probe_interval: float = 10.0, **consumer_options: Any) -> None:
         config.validate()
         self.connection = connection
         self.config = config
@@ -73,6 +74,8 @@ class KafkaSource:
         self._log = log  # None: stderr (pipeline.logs)
         self._consumer: AIOKafkaConsumer | None = None
         self._poller: asyncio.Task[None] | None = None
+        self._probe: ConnectivityProbe | None = None
+        self._probe_interval = probe_interval
         self._ready: deque[Batch] = deque()
         self._wake = asyncio.Event()  # a batch is ready, the poller ended, or stop() was called
         self._room = asyncio.Event()  # the pipeline took a batch
@@ -125,6 +128,10 @@ class KafkaSource:
             if missing:
                 self._say(f"input topic(s) {', '.join(missing)} do not exist yet; waiting for them")
         self._poller = asyncio.create_task(self._poll(), name="tetrapipe-kafka-poller")
+        # A metadata request now and then: the consumer itself does not tell when brokers are gone.
+        self._probe = ConnectivityProbe(f"kafka {self.connection.bootstrap_servers}", self._consumer.topics,
+                                        interval=self._probe_interval, log=self._log)
+        self._probe.start()
 
     # -- handing batches to the pipeline ------------------------------------
     async def batches(self) -> AsyncIterator[Batch]:
@@ -243,8 +250,9 @@ class KafkaSource:
 
     @property
     def ready(self) -> bool:
-        """Connected: the consumer started and its poller is running."""
-        return self._consumer is not None and self._poller is not None and not self._poller.done()
+        """Connected: the consumer started, its poller runs, and the brokers answered the last probe."""
+        return (self._consumer is not None and self._poller is not None and not self._poller.done()
+                and (self._probe is None or self._probe.connected))
 
     def lag(self) -> dict[tuple[str, int], int]:
         """Consumer lag per owned partition: the broker's high watermark (as of the last fetch) minus
@@ -268,6 +276,8 @@ class KafkaSource:
 
     async def close(self) -> None:
         self.stop()
+        if self._probe is not None:
+            await self._probe.stop()
         if self._poller is not None:
             self._poller.cancel()
             await asyncio.gather(self._poller, return_exceptions=True)

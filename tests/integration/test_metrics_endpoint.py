@@ -107,3 +107,39 @@ async def test_consumer_lag_is_high_watermark_minus_committed(kafka_broker: Brok
     finally:
         pipeline.request_stop()
         assert await asyncio.wait_for(task, 30) == EXIT_OK
+
+
+async def test_readiness_follows_the_broker(kafka_broker: Broker, tmp_path: Path) -> None:
+    """/readyz of a Kafka worker turns 503 while the brokers are gone and 200 when they are back."""
+    from pipeline.metrics import registry_for
+    from pipeline.status import StatusServer
+
+    raw, group = unique_name("ready"), unique_name("g")
+    await create_topic(kafka_broker.bootstrap, raw, 1)
+    await produce(kafka_broker.bootstrap, raw, list(generate(50, seed=1)))
+    cfg = worker_config(tmp_path / "k.yaml", kafka_broker)
+    pipeline = build_pipeline(["--config", str(cfg), "--kafka-bootstrap", kafka_broker.bootstrap,
+                               "--kafka-group", group, "--kafka-topic", raw,
+                               "--kafka-out-template", unique_name("o") + ".{category}", "--grace", "10"],
+                              probe_interval=0.3)
+    server = StatusServer(registry_for(pipeline, "t"), pipeline.health, host="127.0.0.1", port=0)
+    await server.start()
+    url = f"http://127.0.0.1:{server.port}"
+    task = asyncio.create_task(pipeline.run())
+
+    async def readyz_is(code: int) -> bool:
+        return await asyncio.to_thread(status_code, url + "/readyz") == code
+
+    try:
+        await wait_until(lambda: readyz_is(200), 60, "the worker to be ready", step=0.2)
+        await kafka_broker.astop(kill=True)
+        await wait_until(lambda: readyz_is(503), 30, "/readyz to report the broker gone", step=0.2)
+        metrics = await asyncio.to_thread(scrape, url + "/metrics")
+        assert metrics[("tetrapipe_source_up", (("source", pipeline.source.name),))] == 0
+        assert await asyncio.to_thread(status_code, url + "/livez") == 200  # alive: a restart would not help
+        await kafka_broker.astart()
+        await wait_until(lambda: readyz_is(200), 90, "/readyz to recover with the broker", step=0.3)
+    finally:
+        pipeline.request_stop()
+        await asyncio.wait_for(task, 60)
+        await server.close()
