@@ -75,13 +75,14 @@ def read_all(fd: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> b
     return out
 
 
-def test_a_run_on_a_terminal_shows_progress_then_the_table(tmp_path: Path) -> None:
-    events = tmp_path / "tetragon.log"
-    events.write_bytes(b"\n".join(synth.generate(60_000, seed=2)) + b"\n")
+def on_terminal(tmp_path: Path, events: int, *extra: str, stdout_too: bool = False) -> str:
+    """Run `tetrapipe run --input FILE` with stderr (and, if asked, stdout) on a pty; what the terminal showed."""
+    path = tmp_path / "tetragon.log"
+    path.write_bytes(b"\n".join(synth.generate(events, seed=2)) + b"\n")
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--input", str(events)],
-                            stdout=subprocess.DEVNULL, stderr=slave, stdin=subprocess.DEVNULL, cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT), "TETRAPIPE_LOG_FORMAT": "auto"})
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--input", str(path), *extra],
+                            stdout=slave if stdout_too else subprocess.DEVNULL, stderr=slave, stdin=subprocess.DEVNULL,
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "TETRAPIPE_LOG_FORMAT": "auto"})
     os.close(slave)
     try:
         screen = read_all(master, proc).decode(errors="replace")
@@ -91,6 +92,11 @@ def test_a_run_on_a_terminal_shows_progress_then_the_table(tmp_path: Path) -> No
             proc.kill()
             proc.wait()
         os.close(master)
+    return screen
+
+
+def test_a_run_on_a_terminal_shows_progress_then_the_table(tmp_path: Path) -> None:
+    screen = on_terminal(tmp_path, 60_000)
     assert CLEAR in screen and "records · " in screen and "% of " in screen, screen[:500]
     assert "60000 records read" in screen and "category" in screen and "share" in screen
     assert not any(line.lstrip(CLEAR).startswith("{") for line in screen.splitlines()), "JSON logs on a terminal"
@@ -104,19 +110,5 @@ def test_no_progress_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
 
 
 def test_no_progress_when_the_events_themselves_go_to_the_terminal(tmp_path: Path) -> None:
-    events = tmp_path / "tetragon.log"
-    events.write_bytes(b"\n".join(synth.generate(2000, seed=3)) + b"\n")
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--input", str(events),
-                             "--format", "summary"], stdout=slave, stderr=slave, stdin=subprocess.DEVNULL, cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT), "TETRAPIPE_LOG_FORMAT": "auto"})
-    os.close(slave)
-    try:
-        screen = read_all(master, proc).decode(errors="replace")
-        assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
+    screen = on_terminal(tmp_path, 2000, "--format", "summary", stdout_too=True)
     assert CLEAR not in screen and "2000 records read" in screen  # the table still ends the run
