@@ -71,7 +71,8 @@ USER 10001:10001
 WORKDIR /var/lib/tetrapipe
 VOLUME ["/var/lib/tetrapipe"]
 
-# Planned (issue 5, item 4): --metrics-port 9090 serving /metrics, /livez, /readyz.
+# With --metrics-port 9090 (as the manifests run it): /metrics, /livez, /readyz. Logs are JSON lines
+# (stderr is not a terminal in a container); SIGTERM drains and commits, SIGHUP reloads the config.
 EXPOSE 9090
 
 ENTRYPOINT ["tetrapipe"]
