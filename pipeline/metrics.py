@@ -121,6 +121,10 @@ class PipelineCollector(Collector):
         source = self.pipeline.source
         yield _gauge("tetrapipe_source_up", "1 while the source is connected (Kafka: brokers answer metadata "
                      "requests)", labels=["source"], values={source.name: 1 if getattr(source, "ready", True) else 0})
+        backlog_of: Callable[[], dict[str, int]] | None = getattr(source, "backlog", None)
+        if backlog_of is not None:
+            yield _gauge("tetrapipe_follow_backlog_bytes", "Bytes of the followed file not yet acknowledged "
+                         "by the outputs", labels=["file"], values=backlog_of())
         lag_of: Callable[[], dict[tuple[str, int], int]] | None = getattr(source, "lag", None)
         if lag_of is None:
             return

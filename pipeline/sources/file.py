@@ -163,6 +163,20 @@ class FollowSource:
             os.close(self._file.fd)
             self._file = None
 
+    def backlog(self) -> dict[str, int]:
+        """{followed file: bytes in it not yet acknowledged by the outputs} — how far behind Tetragon's
+        writer tetrapipe is (the metrics endpoint's analogue of consumer lag).  When the checkpoint is
+        still in an older, rotated file, all of the current file counts."""
+        f, saved = self._file, self.checkpointed
+        if f is None:
+            return {}
+        try:
+            size = os.fstat(f.fd).st_size
+        except OSError:
+            return {}
+        done = saved.offset if saved is not None and (saved.dev, saved.inode) == (f.dev, f.inode) else 0
+        return {f.path: max(0, size - done)}
+
     def describe(self, position: Any) -> str:
         if isinstance(position, LinePosition):
             return f"{position.file} offset {position.offset}"

@@ -493,3 +493,19 @@ def test_sigterm_to_tetrapipe_follow_drains_checkpoints_and_a_restart_resumes_ex
         assert saved["offset"] == len(b"".join(log.read_bytes().splitlines(keepends=True)[:len(outputs) + len(got)]))
         outputs += got
     assert outputs == list(range(6000))
+
+
+async def test_backlog_is_the_unacknowledged_rest_of_the_followed_file(processor, files):
+    log, ckpt = files
+    log.write_bytes(lines(0, 10))
+    gate = asyncio.Event()
+    sink = ScriptedSink()
+    sink.release = gate  # the outputs hold everything: nothing is acknowledged yet
+    with Run(processor, log, ckpt, sink=sink) as run:
+        await until(lambda: sink.attempts >= 1)
+        assert run.source.backlog() == {str(log): log.stat().st_size}
+        append(log, lines(10, 5))
+        gate.set()
+        await run.delivered(15)
+        await until(lambda: run.source.backlog() == {str(log): 0}, what=lambda: str(run.source.backlog()))
+        assert await run.stop() == EXIT_OK
