@@ -251,15 +251,21 @@ class LoopbackServer:
     http_port: int
     _proc: subprocess.Popen[bytes] | None
 
+    tls_dir: Path | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_dir is not None else "http"
+
     @property
     def grpc_endpoint(self) -> str:
         """OTLP/gRPC endpoint for exporters, e.g. ``http://127.0.0.1:41234``."""
-        return f"http://{LOOPBACK}:{self.grpc_port}"
+        return f"{self.scheme}://{LOOPBACK}:{self.grpc_port}"
 
     @property
     def http_endpoint(self) -> str:
         """OTLP/HTTP base URL; logs go to ``http_endpoint + "/v1/logs"``."""
-        return f"http://{LOOPBACK}:{self.http_port}"
+        return f"{self.scheme}://{LOOPBACK}:{self.http_port}"
 
     @property
     def running(self) -> bool:
@@ -276,7 +282,8 @@ class OtlpReceiver(LoopbackServer):
     to ``<workdir>/receiver.log``, never to the test's stdout.
     """
 
-    def __init__(self, workdir: Path | None = None, start_timeout: float = 15.0) -> None:
+    def __init__(self, workdir: Path | None = None, start_timeout: float = 15.0, tls_dir: Path | None = None) -> None:
+        self.tls_dir = tls_dir  # server.crt/server.key (+ client-ca.crt for mTLS): endpoints are https
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="otlp-receiver-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.journal = self.workdir / "journal.jsonl"
@@ -291,7 +298,8 @@ class OtlpReceiver(LoopbackServer):
         """Spawn the child and wait until gRPC and HTTP both accept connections."""
         if self.running:
             return
-        cmd = [sys.executable, str(Path(__file__).resolve()), str(self.grpc_port), str(self.http_port), str(self.journal)]
+        cmd = [sys.executable, str(Path(__file__).resolve()), str(self.grpc_port), str(self.http_port), str(self.journal),
+               *([str(self.tls_dir)] if self.tls_dir is not None else [])]
         self._proc = spawn(cmd, self.log_file)
         try:
             wait_for_ports(self._proc, [self.grpc_port, self.http_port], self.start_timeout, self.log_file)
@@ -465,8 +473,11 @@ def _http_handler(server: _Server) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def serve(grpc_port: int, http_port: int, journal: Path) -> None:
-    """Child entry point: serve until SIGTERM/SIGINT."""
+def serve(grpc_port: int, http_port: int, journal: Path, tls_dir: Path | None = None) -> None:
+    """Child entry point: serve until SIGTERM/SIGINT.
+
+    With `tls_dir`: both servers speak TLS with `server.crt`/`server.key` from it and, when
+    `client-ca.crt` is there too, require a client certificate signed by that CA (mTLS)."""
     import grpc
     from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 
@@ -474,10 +485,28 @@ def serve(grpc_port: int, http_port: int, journal: Path) -> None:
     options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
     grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=options)
     logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_grpc_servicer(state), grpc_server)
-    if grpc_server.add_insecure_port(f"{LOOPBACK}:{grpc_port}") != grpc_port:
+    address = f"{LOOPBACK}:{grpc_port}"
+    if tls_dir is None:
+        bound = grpc_server.add_insecure_port(address)
+    else:
+        key, cert = (tls_dir / "server.key").read_bytes(), (tls_dir / "server.crt").read_bytes()
+        client_ca = (tls_dir / "client-ca.crt").read_bytes() if (tls_dir / "client-ca.crt").exists() else None
+        creds = grpc.ssl_server_credentials([(key, cert)], root_certificates=client_ca,
+                                            require_client_auth=client_ca is not None)
+        bound = grpc_server.add_secure_port(address, creds)
+    if bound != grpc_port:
         raise SystemExit(f"cannot bind gRPC port {grpc_port}")
     http_server = ThreadingHTTPServer((LOOPBACK, http_port), _http_handler(state))
     http_server.daemon_threads = True
+    if tls_dir is not None:
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(tls_dir / "server.crt", tls_dir / "server.key")
+        if (tls_dir / "client-ca.crt").exists():
+            context.load_verify_locations(tls_dir / "client-ca.crt")
+            context.verify_mode = ssl.CERT_REQUIRED
+        http_server.socket = context.wrap_socket(http_server.socket, server_side=True)
     grpc_server.start()
     threading.Thread(target=http_server.serve_forever, args=(0.05,), daemon=True).start()  # fast shutdown()
 
@@ -492,4 +521,4 @@ def serve(grpc_port: int, http_port: int, journal: Path) -> None:
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]))
+    serve(int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]) if len(sys.argv) > 4 else None)
