@@ -40,3 +40,18 @@ def otlp_receiver(tmp_path: Path) -> Iterator[OtlpReceiver]:
         yield receiver
     finally:
         receiver.stop()
+
+
+@pytest.fixture
+def otlp_wire_receiver(tmp_path: Path) -> Iterator[OtlpReceiver]:
+    """A started :class:`OtlpReceiver` that also journals how requests crossed the wire.
+
+    HTTP journal entries carry ``encoding``/``wire_bytes``; ``grpc_messages()`` lists each gRPC
+    message's compressed flag and size (its gRPC port is a relay that reads the HTTP/2 frames).
+    """
+    receiver = OtlpReceiver(tmp_path / "otlp-wire-receiver", inspect_grpc_wire=True)
+    receiver.start()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()

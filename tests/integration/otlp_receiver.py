@@ -19,12 +19,23 @@ their records are *not* part of :meth:`OtlpReceiver.received_log_records`.
 Requests that cannot be decoded get HTTP 400 (gRPC: the framework's INTERNAL)
 and are not journalled; error bodies are plain text, not ``google.rpc.Status``.
 
+Compression evidence: each HTTP journal entry carries the request's
+``Content-Encoding`` and its body size on the wire.  gRPC hides ``grpc-encoding``
+from servicers, so with ``inspect_grpc_wire=True`` the gRPC port is a relay that
+reads the client's HTTP/2 DATA frames and journals every gRPC message's
+*compressed* flag and wire length (:meth:`OtlpReceiver.grpc_messages`).
+
+TLS: with ``tls_dir`` (``server.crt``/``server.key``, plus ``client-ca.crt`` to
+require client certificates signed by it) both servers speak TLS only and the
+endpoints are ``https://``.  (``fail_next`` talks plain HTTP: not for TLS mode.)
+
 It is also the read-back sink behind the rotel :class:`collector.Collector`.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import json
 import os
@@ -187,6 +198,17 @@ class JournalEntry:
     transport: str  # "grpc" | "http-protobuf" | "http-json"
     outcome: str
     records: list[ReceivedLog] = field(default_factory=list)
+    encoding: str | None = None  # HTTP: the Content-Encoding header ("" when absent); gRPC: None (see grpc_messages)
+    wire_bytes: int | None = None  # HTTP: the body as sent (compressed or not); gRPC: None
+    payload_bytes: int = 0  # the decoded ExportLogsServiceRequest, serialized as protobuf
+
+
+@dataclass(frozen=True)
+class GrpcMessage:
+    """One gRPC message as it crossed the wire (client to server): compressed flag and length."""
+
+    compressed: bool
+    wire_bytes: int
 
 
 class JournalReader:
@@ -213,8 +235,10 @@ class JournalReader:
         self._offset += len(complete)
         for line in complete.splitlines():
             raw = json.loads(line)
-            request = ExportLogsServiceRequest.FromString(base64.b64decode(raw["payload"]))
-            self._entries.append(JournalEntry(raw["t"], raw["transport"], raw["outcome"], flatten(request)))
+            payload = base64.b64decode(raw["payload"])
+            request = ExportLogsServiceRequest.FromString(payload)
+            self._entries.append(JournalEntry(raw["t"], raw["transport"], raw["outcome"], flatten(request),
+                                              raw.get("encoding"), raw.get("wire_bytes"), len(payload)))
         return list(self._entries)
 
 
@@ -282,11 +306,16 @@ class OtlpReceiver(LoopbackServer):
     to ``<workdir>/receiver.log``, never to the test's stdout.
     """
 
-    def __init__(self, workdir: Path | None = None, start_timeout: float = 15.0, tls_dir: Path | None = None) -> None:
+    def __init__(self, workdir: Path | None = None, start_timeout: float = 15.0, tls_dir: Path | None = None,
+                 inspect_grpc_wire: bool = False) -> None:
         self.tls_dir = tls_dir  # server.crt/server.key (+ client-ca.crt for mTLS): endpoints are https
+        if tls_dir is not None and inspect_grpc_wire:
+            raise ValueError("the gRPC wire can be inspected in plaintext only")
+        self.inspect_grpc_wire = inspect_grpc_wire
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="otlp-receiver-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.journal = self.workdir / "journal.jsonl"
+        self.grpc_wire = self.workdir / "grpc-wire.jsonl"
         self.log_file = self.workdir / "receiver.log"
         self.start_timeout = start_timeout
         self.grpc_port = free_port()
@@ -298,8 +327,10 @@ class OtlpReceiver(LoopbackServer):
         """Spawn the child and wait until gRPC and HTTP both accept connections."""
         if self.running:
             return
-        cmd = [sys.executable, str(Path(__file__).resolve()), str(self.grpc_port), str(self.http_port), str(self.journal),
-               *([str(self.tls_dir)] if self.tls_dir is not None else [])]
+        cmd = [sys.executable, str(Path(__file__).resolve()), str(self.grpc_port), str(self.http_port),
+               str(self.journal),
+               *(["--tls", str(self.tls_dir)] if self.tls_dir is not None else []),
+               *(["--grpc-wire", str(self.grpc_wire)] if self.inspect_grpc_wire else [])]
         self._proc = spawn(cmd, self.log_file)
         try:
             wait_for_ports(self._proc, [self.grpc_port, self.http_port], self.start_timeout, self.log_file)
@@ -344,6 +375,16 @@ class OtlpReceiver(LoopbackServer):
         """Every answered export request, accepted or rejected, in arrival order."""
         return self._journal.entries()
 
+    def grpc_messages(self) -> list[GrpcMessage]:
+        """Every gRPC message clients sent, in order (only with ``inspect_grpc_wire=True``)."""
+        if not self.inspect_grpc_wire:
+            raise RuntimeError("start the receiver with inspect_grpc_wire=True")
+        if not self.grpc_wire.exists():
+            return []
+        text = self.grpc_wire.read_text()
+        lines = text[: text.rfind("\n") + 1].splitlines()  # a torn last line is left for later
+        return [GrpcMessage(**json.loads(line)) for line in lines]
+
     def received_log_records(self) -> list[ReceivedLog]:
         """All records from *accepted* requests, in arrival order (duplicates kept, so tests can see them)."""
         return [rec for entry in self.requests() if entry.outcome == "ok" for rec in entry.records]
@@ -383,10 +424,14 @@ class _Server:
             self._failure["count"] -= 1
             return dict(self._failure)
 
-    def record(self, transport: str, outcome: str, request: Any) -> None:
-        """Append one journal line and flush it, so a later SIGKILL loses nothing acknowledged."""
+    def record(self, transport: str, outcome: str, request: Any, wire: tuple[str, int] | None = None) -> None:
+        """Append one journal line and flush it, so a later SIGKILL loses nothing acknowledged.
+
+        ``wire``: (Content-Encoding, body bytes as sent) of an HTTP request."""
         line = {"t": time.time(), "transport": transport, "outcome": outcome,
                 "payload": base64.b64encode(request.SerializeToString()).decode()}
+        if wire is not None:
+            line["encoding"], line["wire_bytes"] = wire
         with self._lock:
             self._journal.write(json.dumps(line).encode() + b"\n")
             self._journal.flush()
@@ -444,6 +489,7 @@ def _http_handler(server: _Server) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True  # the unread body would poison a kept-alive connection
                 return self._reply(411, b"Content-Length required", "text/plain")
             raw = self.rfile.read(int(self.headers["Content-Length"]))
+            wire = (self.headers.get("Content-Encoding", ""), len(raw))
             if self.path == CONTROL_PATH:
                 server.script_failure(json.loads(raw))
                 return self._reply(204, b"", "text/plain")
@@ -463,21 +509,113 @@ def _http_handler(server: _Server) -> type[BaseHTTPRequestHandler]:
             failure = server.take_failure()
             if failure is not None:
                 time.sleep(failure["delay_s"])
-                server.record(transport, f"HTTP {failure['http_status']}", request)
+                server.record(transport, f"HTTP {failure['http_status']}", request, wire)
                 extra = {} if failure["retry_after_s"] is None else {"Retry-After": str(failure["retry_after_s"])}
                 return self._reply(failure["http_status"], b"scripted failure", "text/plain", extra)
-            server.record(transport, "ok", request)
+            server.record(transport, "ok", request, wire)
             body = b"{}" if is_json else ExportLogsServiceResponse().SerializeToString()
             self._reply(200, body, ctype)
 
     return Handler
 
 
-def serve(grpc_port: int, http_port: int, journal: Path, tls_dir: Path | None = None) -> None:
+class _GrpcMessageScanner:
+    """Finds the gRPC messages in the client-to-server bytes of a plaintext HTTP/2 connection.
+
+    No HPACK needed: after the 24-byte connection preface come frames (9-byte header: length,
+    type, flags, stream id); a stream's DATA payloads (type 0, minus padding) are its gRPC
+    messages back to back, each a 5-byte prefix (compressed flag, big-endian length) and a body.
+    """
+
+    def __init__(self, on_message: Any) -> None:
+        self._buf = bytearray()
+        self._preface = 24
+        self._streams: dict[int, list[Any]] = {}  # stream id -> [partial prefix, body bytes still to come]
+        self._on_message = on_message
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+        if self._preface:
+            taken = min(self._preface, len(self._buf))
+            del self._buf[:taken]
+            self._preface -= taken
+        while len(self._buf) >= 9:
+            length = int.from_bytes(self._buf[0:3], "big")
+            if len(self._buf) < 9 + length:
+                return
+            ftype, flags = self._buf[3], self._buf[4]
+            stream = int.from_bytes(self._buf[5:9], "big") & 0x7FFFFFFF
+            payload = bytes(self._buf[9:9 + length])
+            del self._buf[:9 + length]
+            if ftype == 0:  # DATA
+                if flags & 0x8:  # PADDED
+                    payload = payload[1:len(payload) - payload[0]]
+                self._data(stream, payload)
+
+    def _data(self, stream: int, payload: bytes) -> None:
+        state = self._streams.setdefault(stream, [b"", 0])
+        while payload:
+            if state[1]:
+                n = min(state[1], len(payload))
+                state[1] -= n
+                payload = payload[n:]
+                continue
+            need = 5 - len(state[0])
+            state[0] += payload[:need]
+            payload = payload[need:]
+            if len(state[0]) == 5:
+                compressed, size = state[0][0] == 1, int.from_bytes(state[0][1:5], "big")
+                state[0], state[1] = b"", size
+                self._on_message(compressed, 5 + size)
+
+
+def _relay_grpc(listen_port: int, backend_port: int, wire_journal: Path) -> None:
+    """Serve ``listen_port`` by relaying every connection to ``backend_port``, journalling its gRPC messages."""
+    lock = threading.Lock()
+    out = wire_journal.open("a")
+
+    def note(compressed: bool, wire_bytes: int) -> None:
+        with lock:
+            out.write(json.dumps({"compressed": compressed, "wire_bytes": wire_bytes}) + "\n")
+            out.flush()
+
+    def pump(src: socket.socket, dst: socket.socket, scanner: _GrpcMessageScanner | None) -> None:
+        try:
+            while data := src.recv(65536):
+                if scanner is not None:  # before forwarding: noted by the time the server can answer
+                    scanner.feed(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock, how in ((dst, socket.SHUT_WR), (src, socket.SHUT_RD)):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(how)
+
+    listener = socket.create_server((LOOPBACK, listen_port))
+
+    def accept_loop() -> None:
+        while True:
+            client, _ = listener.accept()
+            try:
+                backend = socket.create_connection((LOOPBACK, backend_port), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            backend.settimeout(None)
+            threading.Thread(target=pump, args=(client, backend, _GrpcMessageScanner(note)), daemon=True).start()
+            threading.Thread(target=pump, args=(backend, client, None), daemon=True).start()
+
+    threading.Thread(target=accept_loop, daemon=True).start()
+
+
+def serve(grpc_port: int, http_port: int, journal: Path, tls_dir: Path | None = None,
+          grpc_wire: Path | None = None) -> None:
     """Child entry point: serve until SIGTERM/SIGINT.
 
     With `tls_dir`: both servers speak TLS with `server.crt`/`server.key` from it and, when
-    `client-ca.crt` is there too, require a client certificate signed by that CA (mTLS)."""
+    `client-ca.crt` is there too, require a client certificate signed by that CA (mTLS).
+    With `grpc_wire`: gRPC listens on a relay that journals each message's compressed flag there."""
     import grpc
     from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 
@@ -485,7 +623,7 @@ def serve(grpc_port: int, http_port: int, journal: Path, tls_dir: Path | None = 
     options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
     grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=options)
     logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_grpc_servicer(state), grpc_server)
-    address = f"{LOOPBACK}:{grpc_port}"
+    address = f"{LOOPBACK}:{0 if grpc_wire is not None else grpc_port}"
     if tls_dir is None:
         bound = grpc_server.add_insecure_port(address)
     else:
@@ -494,7 +632,7 @@ def serve(grpc_port: int, http_port: int, journal: Path, tls_dir: Path | None = 
         creds = grpc.ssl_server_credentials([(key, cert)], root_certificates=client_ca,
                                             require_client_auth=client_ca is not None)
         bound = grpc_server.add_secure_port(address, creds)
-    if bound != grpc_port:
+    if bound != grpc_port and not (grpc_wire is not None and bound):
         raise SystemExit(f"cannot bind gRPC port {grpc_port}")
     http_server = ThreadingHTTPServer((LOOPBACK, http_port), _http_handler(state))
     http_server.daemon_threads = True
@@ -508,6 +646,8 @@ def serve(grpc_port: int, http_port: int, journal: Path, tls_dir: Path | None = 
             context.verify_mode = ssl.CERT_REQUIRED
         http_server.socket = context.wrap_socket(http_server.socket, server_side=True)
     grpc_server.start()
+    if grpc_wire is not None:
+        _relay_grpc(grpc_port, bound, grpc_wire)  # clients reach gRPC through it, on the advertised port
     threading.Thread(target=http_server.serve_forever, args=(0.05,), daemon=True).start()  # fast shutdown()
 
     stop = threading.Event()
@@ -521,4 +661,13 @@ def serve(grpc_port: int, http_port: int, journal: Path, tls_dir: Path | None = 
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]) if len(sys.argv) > 4 else None)
+    import argparse
+
+    cli = argparse.ArgumentParser()
+    cli.add_argument("grpc_port", type=int)
+    cli.add_argument("http_port", type=int)
+    cli.add_argument("journal", type=Path)
+    cli.add_argument("--tls", type=Path, default=None)
+    cli.add_argument("--grpc-wire", type=Path, default=None)
+    a = cli.parse_args()
+    serve(a.grpc_port, a.http_port, a.journal, a.tls, a.grpc_wire)
