@@ -13,12 +13,19 @@ that tells the sink what to do — the one place that maps OTLP status codes
 |             | connection errors                                        | timeouts              | intake pauses)     |
 | `too_large` | OUT_OF_RANGE, RESOURCE_EXHAUSTED "larger than max"       | 413                   | split the request  |
 | `bad_data`  | INVALID_ARGUMENT                                         | 400                   | bisect, dead-letter|
-| `fatal`     | UNAUTHENTICATED, PERMISSION_DENIED, UNIMPLEMENTED, ...    | 401, 403, 404, other  | stop the run       |
+| `fatal`     | UNAUTHENTICATED, PERMISSION_DENIED, UNIMPLEMENTED, ...;   | 401, 403, 404, other; | stop the run       |
+|             | server certificate not verified                          | the same              |                    |
 
 UNKNOWN/INTERNAL/500 are retried rather than bisected: they do not say the
 data is at fault, and treating an outage as bad data would dead-letter good
 events.  Retry hints: gRPC `google.rpc.RetryInfo` in `grpc-status-details-bin`,
 HTTP `Retry-After` (seconds or an HTTP date).
+
+A server certificate that does not verify (unknown CA, wrong name, expired) is
+a configuration error like 401, not an outage: retrying cannot help, so it is
+fatal.  (gRPC reports it only as UNAVAILABLE with the TLS error in the text.)
+A server refusing *our* certificate (mTLS) stays `retry`: the client sees only
+a TLS alert or a reset connection, which it cannot tell from an outage.
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ GZIP_LEVEL = 1  # throughput first: level 1 keeps most of the gain at a fraction
 _RETRY_GRPC = {"UNAVAILABLE", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "ABORTED", "CANCELLED", "DATA_LOSS",
                "UNKNOWN", "INTERNAL"}
 _TOO_LARGE_TEXT = ("larger than max", "too large", "message length")
+# grpcio's handshake errors for a server certificate that does not verify: unknown CA (BoringSSL), wrong name
+_CERT_UNVERIFIED_TEXT = ("CERTIFICATE_VERIFY_FAILED", "Hostname Verification Check failed")
+_CERT_HINT = "the server's certificate is not trusted: check tls.ca_file and the endpoint's host name"
 
 
 class ExportError(Exception):
@@ -263,6 +273,8 @@ def _grpc_error(exc: Any) -> ExportError:
     message = f"gRPC {code}: {details}"
     if code == "OUT_OF_RANGE" or (code == "RESOURCE_EXHAUSTED" and any(t in details for t in _TOO_LARGE_TEXT)):
         return ExportError("too_large", message)
+    if code == "UNAVAILABLE" and any(t in details for t in _CERT_UNVERIFIED_TEXT):
+        return ExportError("fatal", f"{message} ({_CERT_HINT})")
     if code in _RETRY_GRPC:
         return ExportError("retry", message, hint)
     if code == "INVALID_ARGUMENT":
@@ -291,6 +303,8 @@ class HttpTransport:
             body = await asyncio.to_thread(gzip.compress, body, GZIP_LEVEL)
         try:
             status, headers, data = await self._client.post(body, self._headers)
+        except ssl.SSLCertVerificationError as exc:
+            raise ExportError("fatal", f"HTTP request failed ({_CERT_HINT}): {exc!r}") from None
         except (OSError, TimeoutError, asyncio.IncompleteReadError, HttpProtocolError) as exc:
             raise ExportError("retry", f"HTTP request failed: {exc!r}") from None
         if 200 <= status < 300:

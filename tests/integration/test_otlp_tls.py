@@ -1,10 +1,13 @@
 """TLS and mTLS to a real OTLP receiver (the scripted one: rotel's receiver has no TLS server options).
 
 Certificates are made per test with openssl: a CA, a server certificate for 127.0.0.1, a client
-certificate.  Every protocol exports over TLS verified against `ca_file`; the client certificate is
-presented when configured (and the server refuses the export without it); the `OTEL_EXPORTER_OTLP_*`
-variables configure the same; a server the CA does not vouch for is a clear, retryable sink error
-(a certificate can be fixed on the collector side without restarting tetrapipe), never a silent drop.
+certificate (and a second CA with its own client certificate).  Every protocol exports over TLS
+verified against `ca_file`; the client certificate is presented when configured, and the server
+refuses the export without it or with one from another CA; the `OTEL_EXPORTER_OTLP_*` variables
+configure the same.  A server the client cannot verify (wrong CA, no CA file, wrong name) is a
+configuration error like HTTP 401: a fatal sink error that stops the run with the reason, never a
+silent drop nor endless retries.  Refused client certificates stay retryable (the client sees only a
+TLS alert or a reset, like an outage): reported, retried, nothing delivered meanwhile.
 """
 
 from __future__ import annotations
@@ -16,8 +19,11 @@ from pathlib import Path
 import pytest
 from otlp_receiver import OtlpReceiver
 
+from test_otlp_delivery import RecordingSource
+
 from pipeline.envelope import Batch, Envelope
 from pipeline.process import Processor
+from pipeline.runner import EXIT_FAILED, Pipeline, RetryPolicy
 from sinks.base import SinkError
 from sinks.otlp_config import OtlpSinkConfig, OtlpTlsConfig, build_sink
 from tests.support import synth
@@ -52,14 +58,16 @@ def pki(tmp_path: Path) -> Path:
     make_ca(d, "other-ca")
     issue(d, "ca", "server", san="IP:127.0.0.1,DNS:localhost")
     issue(d, "ca", "client")
+    issue(d, "ca", "wrong-name", san="DNS:elsewhere.example")
+    issue(d, "other-ca", "stranger")
     return d
 
 
-def receiver(tmp_path: Path, pki: Path, mtls: bool) -> OtlpReceiver:
+def receiver(tmp_path: Path, pki: Path, mtls: bool, server: str = "server") -> OtlpReceiver:
     tls = tmp_path / ("tls-mtls" if mtls else "tls")
     tls.mkdir()
-    (tls / "server.crt").write_bytes((pki / "server.crt").read_bytes())
-    (tls / "server.key").write_bytes((pki / "server.key").read_bytes())
+    (tls / "server.crt").write_bytes((pki / f"{server}.crt").read_bytes())
+    (tls / "server.key").write_bytes((pki / f"{server}.key").read_bytes())
     if mtls:
         (tls / "client-ca.crt").write_bytes((pki / "ca.crt").read_bytes())
     r = OtlpReceiver(tmp_path / ("recv-mtls" if mtls else "recv"), tls_dir=tls)
@@ -115,34 +123,62 @@ async def test_mtls_needs_the_client_certificate(tmp_path: Path, pki: Path, proc
             await export(OtlpSinkConfig(endpoint=endpoint(r, protocol), protocol=protocol, timeout=3,  # type: ignore[arg-type]
                                         tls=OtlpTlsConfig(ca_file=str(pki / "ca.crt"))), envs)
         assert refused.value.retryable  # reported and retried by the runner, never dropped
-        assert len(r.received_log_records()) == 50  # nothing more arrived without a client certificate
+        stranger = OtlpTlsConfig(ca_file=str(pki / "ca.crt"), cert_file=str(pki / "stranger.crt"),
+                                 key_file=str(pki / "stranger.key"))
+        with pytest.raises(SinkError) as refused:
+            await export(OtlpSinkConfig(endpoint=endpoint(r, protocol), protocol=protocol, timeout=3,  # type: ignore[arg-type]
+                                        tls=stranger), envs)
+        assert refused.value.retryable
+        assert len(r.received_log_records()) == 50  # nothing more arrived without an acceptable certificate
+    finally:
+        r.stop()
+
+
+@pytest.mark.parametrize("case", ["other CA", "no CA file", "wrong name"])
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_server_the_client_cannot_verify_is_a_fatal_error(tmp_path: Path, pki: Path, processor: Processor,
+                                                                  protocol: str, case: str) -> None:
+    r = receiver(tmp_path, pki, mtls=False, server="wrong-name" if case == "wrong name" else "server")
+    ca_file = {"other CA": str(pki / "other-ca.crt"), "no CA file": None, "wrong name": str(pki / "ca.crt")}[case]
+    try:
+        with pytest.raises(SinkError) as failure:
+            await export(OtlpSinkConfig(endpoint=endpoint(r, protocol), protocol=protocol, timeout=3,  # type: ignore[arg-type]
+                                        tls=OtlpTlsConfig(ca_file=ca_file)), events(processor, 5))
+        assert not failure.value.retryable, failure.value  # a configuration error, like HTTP 401
+        text = str(failure.value)
+        assert "certificate is not trusted" in text, text
+        assert ("Hostname Verification" in text or "mismatch" in text) if case == "wrong name" \
+            else "CERTIFICATE_VERIFY_FAILED" in text, text
+        assert r.requests() == []
     finally:
         r.stop()
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-async def test_a_server_the_ca_does_not_vouch_for_is_a_clear_error(tmp_path: Path, pki: Path,
-                                                                   processor: Processor, protocol: str) -> None:
+async def test_the_run_stops_on_an_unverifiable_server_instead_of_retrying(tmp_path: Path, pki: Path,
+                                                                           processor: Processor, protocol: str) -> None:
     r = receiver(tmp_path, pki, mtls=False)
     try:
-        with pytest.raises(SinkError) as failure:
-            await export(OtlpSinkConfig(endpoint=endpoint(r, protocol), protocol=protocol, timeout=3,  # type: ignore[arg-type]
-                                        tls=OtlpTlsConfig(ca_file=str(pki / "other-ca.crt"))), events(processor, 5))
-        text = str(failure.value).lower()
-        assert "certificate_verify_failed" in text and failure.value.retryable, text
-        assert r.received_log_records() == []
+        source = RecordingSource(list(synth.generate(200, seed=43)), batch_size=100)
+        sink = build_sink(OtlpSinkConfig(endpoint=endpoint(r, protocol), protocol=protocol, timeout=3,  # type: ignore[arg-type]
+                                         tls=OtlpTlsConfig(ca_file=str(pki / "other-ca.crt"))), environ={})
+        pipeline = Pipeline(source, processor, [sink], retry=RetryPolicy(initial=0.01, maximum=0.05))
+        assert await asyncio.wait_for(pipeline.run(), 30) == EXIT_FAILED
+        assert source.commits == [] and r.requests() == []  # nothing acknowledged, nothing committed
     finally:
         r.stop()
 
 
-async def test_tls_files_from_the_otel_environment_variables(tmp_path: Path, pki: Path, processor: Processor) -> None:
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_tls_files_from_the_otel_environment_variables(tmp_path: Path, pki: Path, processor: Processor,
+                                                             protocol: str) -> None:
     r = receiver(tmp_path, pki, mtls=True)
     try:
-        env = {"OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": r.http_endpoint + "/v1/logs",
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint(r, protocol), "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
                "OTEL_EXPORTER_OTLP_CERTIFICATE": str(pki / "ca.crt"),
-               "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": str(pki / "client.crt"),
+               "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE": str(pki / "client.crt"),
                "OTEL_EXPORTER_OTLP_CLIENT_KEY": str(pki / "client.key")}
-        await export(OtlpSinkConfig(protocol="http/protobuf"), events(processor, 20), environ=env)
+        await export(OtlpSinkConfig(), events(processor, 20), environ=env)
         assert len(await asyncio.to_thread(r.wait_for_count, 20, 30)) == 20
     finally:
         r.stop()
