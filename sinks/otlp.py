@@ -28,7 +28,8 @@ How:
   way; a lone record still too large is dead-lettered.
 - A partial success (`rejected_log_records`) cannot be retried per the OTLP
   spec (the collector does not say which records): it is counted and reported.
-- Fatal answers (authentication, unknown endpoint) raise `SinkError(retryable=False)`.
+- Fatal answers (authentication, unknown endpoint, a server certificate that does not verify)
+  raise `SinkError(retryable=False)`: configuration errors stop the run, nothing is committed.
 """
 
 from __future__ import annotations
