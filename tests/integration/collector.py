@@ -48,8 +48,6 @@ from otlp_receiver import (
     ReceivedLog,
     end_process,
     free_port,
-    spawn,
-    wait_for_ports,
 )
 
 
@@ -131,12 +129,7 @@ class Collector(LoopbackServer):
             self.sink.start()
         if self.running:
             return
-        self._proc = spawn(self._command(), self.log_file, env=self._environment())
-        try:
-            wait_for_ports(self._proc, [self.grpc_port, self.http_port], self.start_timeout, self.log_file)
-        except BaseException:
-            self.kill()
-            raise
+        self._spawn_and_wait(self._command(), env=self._environment())
 
     def stop(self) -> None:
         """Graceful: SIGTERM rotel (bounded wait, then SIGKILL), then stop the sink."""

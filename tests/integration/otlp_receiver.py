@@ -273,6 +273,8 @@ class LoopbackServer:
 
     grpc_port: int
     http_port: int
+    log_file: Path
+    start_timeout: float
     _proc: subprocess.Popen[bytes] | None
 
     tls_dir: Path | None = None
@@ -295,6 +297,18 @@ class LoopbackServer:
     def running(self) -> bool:
         """True while the child process is alive."""
         return self._proc is not None and self._proc.poll() is None
+
+    def _spawn_and_wait(self, cmd: list[str], env: dict[str, str] | None = None) -> None:
+        """Start the child; return once both ports accept connections (killed again if they never do)."""
+        self._proc = spawn(cmd, self.log_file, env=env)
+        try:
+            wait_for_ports(self._proc, [self.grpc_port, self.http_port], self.start_timeout, self.log_file)
+        except BaseException:
+            self.kill()
+            raise
+
+    def kill(self) -> None:  # noqa: D102 - subclasses say how
+        raise NotImplementedError
 
 
 class OtlpReceiver(LoopbackServer):
@@ -331,12 +345,7 @@ class OtlpReceiver(LoopbackServer):
                str(self.journal),
                *(["--tls", str(self.tls_dir)] if self.tls_dir is not None else []),
                *(["--grpc-wire", str(self.grpc_wire)] if self.inspect_grpc_wire else [])]
-        self._proc = spawn(cmd, self.log_file)
-        try:
-            wait_for_ports(self._proc, [self.grpc_port, self.http_port], self.start_timeout, self.log_file)
-        except BaseException:
-            self.kill()
-            raise
+        self._spawn_and_wait(cmd)
 
     def stop(self) -> None:
         """Graceful shutdown (SIGTERM, bounded wait, then SIGKILL)."""

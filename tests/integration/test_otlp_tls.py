@@ -13,12 +13,13 @@ TLS alert or a reset, like an outage): reported, retried, nothing delivered mean
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from otlp_receiver import OtlpReceiver
-
 from test_otlp_delivery import RecordingSource
 
 from pipeline.envelope import Batch, Envelope
@@ -63,7 +64,9 @@ def pki(tmp_path: Path) -> Path:
     return d
 
 
-def receiver(tmp_path: Path, pki: Path, mtls: bool, server: str = "server") -> OtlpReceiver:
+@contextlib.contextmanager
+def receiver(tmp_path: Path, pki: Path, mtls: bool, server: str = "server") -> Iterator[OtlpReceiver]:
+    """A started TLS receiver (client certificates required with `mtls`), stopped on leaving."""
     tls = tmp_path / ("tls-mtls" if mtls else "tls")
     tls.mkdir()
     (tls / "server.crt").write_bytes((pki / f"{server}.crt").read_bytes())
@@ -72,7 +75,10 @@ def receiver(tmp_path: Path, pki: Path, mtls: bool, server: str = "server") -> O
         (tls / "client-ca.crt").write_bytes((pki / "ca.crt").read_bytes())
     r = OtlpReceiver(tmp_path / ("recv-mtls" if mtls else "recv"), tls_dir=tls)
     r.start()
-    return r
+    try:
+        yield r
+    finally:
+        r.stop()
 
 
 def events(processor: Processor, n: int) -> list[Envelope]:
@@ -97,22 +103,18 @@ async def export(cfg: OtlpSinkConfig, envs: list[Envelope], timeout: float = 30,
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_tls_verified_with_the_ca_file(tmp_path: Path, pki: Path, processor: Processor, protocol: str) -> None:
-    r = receiver(tmp_path, pki, mtls=False)
-    try:
+    with receiver(tmp_path, pki, mtls=False) as r:
         envs = events(processor, 300)
         await export(OtlpSinkConfig(endpoint=endpoint(r, protocol), protocol=protocol,  # type: ignore[arg-type]
                                     tls=OtlpTlsConfig(ca_file=str(pki / "ca.crt"))), envs)
         got = await asyncio.to_thread(r.wait_for_count, 300, 30)
         assert sorted(x.body for x in got) == sorted(e.out.decode() for e in envs)
-    finally:
-        r.stop()
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_mtls_needs_the_client_certificate(tmp_path: Path, pki: Path, processor: Processor,
                                                  protocol: str) -> None:
-    r = receiver(tmp_path, pki, mtls=True)
-    try:
+    with receiver(tmp_path, pki, mtls=True) as r:
         envs = events(processor, 50)
         with_cert = OtlpTlsConfig(ca_file=str(pki / "ca.crt"), cert_file=str(pki / "client.crt"),
                                   key_file=str(pki / "client.key"))
@@ -130,17 +132,14 @@ async def test_mtls_needs_the_client_certificate(tmp_path: Path, pki: Path, proc
                                         tls=stranger), envs)
         assert refused.value.retryable
         assert len(r.received_log_records()) == 50  # nothing more arrived without an acceptable certificate
-    finally:
-        r.stop()
 
 
 @pytest.mark.parametrize("case", ["other CA", "no CA file", "wrong name"])
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_a_server_the_client_cannot_verify_is_a_fatal_error(tmp_path: Path, pki: Path, processor: Processor,
                                                                   protocol: str, case: str) -> None:
-    r = receiver(tmp_path, pki, mtls=False, server="wrong-name" if case == "wrong name" else "server")
     ca_file = {"other CA": str(pki / "other-ca.crt"), "no CA file": None, "wrong name": str(pki / "ca.crt")}[case]
-    try:
+    with receiver(tmp_path, pki, mtls=False, server="wrong-name" if case == "wrong name" else "server") as r:
         with pytest.raises(SinkError) as failure:
             await export(OtlpSinkConfig(endpoint=endpoint(r, protocol), protocol=protocol, timeout=3,  # type: ignore[arg-type]
                                         tls=OtlpTlsConfig(ca_file=ca_file)), events(processor, 5))
@@ -150,35 +149,27 @@ async def test_a_server_the_client_cannot_verify_is_a_fatal_error(tmp_path: Path
         assert ("Hostname Verification" in text or "mismatch" in text) if case == "wrong name" \
             else "CERTIFICATE_VERIFY_FAILED" in text, text
         assert r.requests() == []
-    finally:
-        r.stop()
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_the_run_stops_on_an_unverifiable_server_instead_of_retrying(tmp_path: Path, pki: Path,
                                                                            processor: Processor, protocol: str) -> None:
-    r = receiver(tmp_path, pki, mtls=False)
-    try:
+    with receiver(tmp_path, pki, mtls=False) as r:
         source = RecordingSource(list(synth.generate(200, seed=43)), batch_size=100)
         sink = build_sink(OtlpSinkConfig(endpoint=endpoint(r, protocol), protocol=protocol, timeout=3,  # type: ignore[arg-type]
                                          tls=OtlpTlsConfig(ca_file=str(pki / "other-ca.crt"))), environ={})
         pipeline = Pipeline(source, processor, [sink], retry=RetryPolicy(initial=0.01, maximum=0.05))
         assert await asyncio.wait_for(pipeline.run(), 30) == EXIT_FAILED
         assert source.commits == [] and r.requests() == []  # nothing acknowledged, nothing committed
-    finally:
-        r.stop()
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_tls_files_from_the_otel_environment_variables(tmp_path: Path, pki: Path, processor: Processor,
                                                              protocol: str) -> None:
-    r = receiver(tmp_path, pki, mtls=True)
-    try:
+    with receiver(tmp_path, pki, mtls=True) as r:
         env = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint(r, protocol), "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
                "OTEL_EXPORTER_OTLP_CERTIFICATE": str(pki / "ca.crt"),
                "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE": str(pki / "client.crt"),
                "OTEL_EXPORTER_OTLP_CLIENT_KEY": str(pki / "client.key")}
         await export(OtlpSinkConfig(), events(processor, 20), environ=env)
         assert len(await asyncio.to_thread(r.wait_for_count, 20, 30)) == 20
-    finally:
-        r.stop()
