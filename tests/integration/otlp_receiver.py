@@ -39,6 +39,7 @@ import contextlib
 import gzip
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -242,30 +243,24 @@ class JournalReader:
         return list(self._entries)
 
 
-def _die_with_parent() -> None:
-    """Linux only: have the kernel SIGKILL the child if the test process dies, so no orphans linger."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 == PR_SET_PDEATHSIG
-    except OSError:
-        pass
+_SETPRIV = shutil.which("setpriv")
 
 
 def spawn(cmd: list[str], log_file: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """Start ``cmd`` with stdout+stderr appended to ``log_file`` (never the test's own stdout)."""
-    # PR_SET_PDEATHSIG fires when the spawning *thread* exits, so only arm it from the main
+    """Start ``cmd`` with stdout+stderr appended to ``log_file`` (never the test's own stdout).
+
+    On Linux the kernel SIGKILLs the child if the test process dies (PR_SET_PDEATHSIG, set by
+    util-linux `setpriv` before it execs the command), so no orphans linger.  Not with a Python
+    `preexec_fn`: that forces a plain fork() of a process running gRPC threads, whose fork
+    handlers can abort the child before it execs (seen: rotel "exited with -6").
+    """
+    # The death signal fires when the spawning *thread* exits, so only arm it from the main
     # thread: a child started via asyncio.to_thread must not die with a pool worker.
     on_main = threading.current_thread() is threading.main_thread()
+    prefix = [_SETPRIV, "--pdeathsig", "KILL"] if _SETPRIV and on_main else []
     with log_file.open("ab") as log:
-        return subprocess.Popen(
-            cmd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            preexec_fn=_die_with_parent if on_main else None,
-        )
+        return subprocess.Popen([*prefix, *cmd], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env)
 
 
 class LoopbackServer:
