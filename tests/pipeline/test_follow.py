@@ -20,7 +20,9 @@ from pipeline.commit import Committer
 from pipeline.runner import EXIT_FAILED, EXIT_OK, Pipeline, RetryPolicy
 from pipeline.sources import source_class
 from pipeline.sources.base import SourceError
-from pipeline.sources.file import FilePosition, FollowSource, LinePosition, last_line_boundary, write_atomically
+from pipeline.sources.checkpoint import FilePosition, write_atomically
+from pipeline.sources.file import FollowSource
+from pipeline.sources.followed import LinePosition, last_line_boundary
 from pipeline.sources.lines import Oversized
 from tests.support.events import exec_event
 from tests.support.fakes import ScriptedSink
