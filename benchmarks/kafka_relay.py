@@ -4,15 +4,17 @@ Usage:  .venv/bin/python benchmarks/kafka_relay.py [--events 60000] [--rounds 3]
         TETRAPIPE_TEST_BROKER=kafka .venv/bin/python benchmarks/kafka_relay.py   # Apache Kafka (fetch-jars.sh first)
         KAFKA_BOOTSTRAP_SERVERS=host:9092 .venv/bin/python benchmarks/kafka_relay.py  # an existing cluster
 
-The broker is started as the integration tests start it (tests/integration/brokers.py).  The input
-topic is filled once with `--events` synthetic 1.5 KB Tetragon events (tests.support.synth).  Each
-round runs, in turn and each in a fresh process with a fresh consumer group and fresh output topics:
+The broker is started as the integration tests start it (tests/integration/brokers.py), with its data
+in `--broker-dir` (default /dev/shm).  The input topic is filled once with `--events` synthetic 1.5 KB
+Tetragon events (tests.support.synth).  Each round runs, in turn and each in a fresh process with a
+fresh consumer group and fresh output topics (deleted afterwards):
   - naive:     consume a batch (getmany), `send` each message (acks=all), gather the futures, commit;
                no parsing;
   - tetrapipe: the Kafka source, the full pipeline (decode, classify, tag, summaries, enrich) and the
                routed Kafka sink (`out.{category}` + default topic), acks=all.
 Throughput = events / (time of the last acknowledgement − time the first batch arrived), so group
-join time is excluded from both.  Prints per-round events/s, the medians and the ratio.
+join time is excluded from both.  Prints per-round events/s, each relay's CPU time and the broker's
+(Linux /proc), the medians and the ratio.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "integration")]
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
+from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 from brokers import broker_from_env, create_topic, unique_name  # noqa: E402
 
 from tests.support import synth  # noqa: E402
@@ -55,22 +60,23 @@ async def naive(opts: dict[str, Any]) -> dict[str, float]:
                                 enable_idempotence=opts["idempotence"], compression_type=opts["compression"])
     await consumer.start()
     await producer.start()
-    done, first = 0, 0.0
+    done, first, cpu0 = 0, 0.0, 0.0
     try:
         while done < opts["events"]:
             batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
             if not batches:
                 continue
-            first = first or time.perf_counter()
+            if not first:
+                first, cpu0 = time.perf_counter(), time.process_time()
             futures = [await producer.send(out, r.value, key=r.key) for records in batches.values() for r in records]
             await asyncio.gather(*futures)
             done += len(futures)
-            last = time.perf_counter()
+            last, cpu1 = time.perf_counter(), time.process_time()
             await consumer.commit()
     finally:
         await producer.stop()
         await consumer.stop()
-    return {"events": done, "seconds": last - first}
+    return {"events": done, "seconds": last - first, "cpu": cpu1 - cpu0}
 
 
 async def tetrapipe(opts: dict[str, Any]) -> dict[str, float]:
@@ -97,19 +103,40 @@ async def tetrapipe(opts: dict[str, Any]) -> dict[str, float]:
     sink: Any = sinks[0]
     tune_gc()
     task = asyncio.create_task(pipeline.run())
-    first = last = 0.0
+    first = last = cpu0 = cpu1 = 0.0
     for _ in range(600_000):  # ~10 min at 1 ms per check, at most
         if task.done():
             break
         if not first and pipeline.stats.received:
-            first = time.perf_counter()
+            first, cpu0 = time.perf_counter(), time.process_time()
         if sink.routed + sink.defaulted + sink.dropped_untagged >= opts["events"]:
-            last = time.perf_counter()
+            last, cpu1 = time.perf_counter(), time.process_time()
             break
         await asyncio.sleep(0.001)
     pipeline.request_stop()
     await task
-    return {"events": sink.routed + sink.defaulted, "seconds": last - first}
+    return {"events": sink.routed + sink.defaulted, "seconds": last - first, "cpu": cpu1 - cpu0}
+
+
+async def delete_outputs(bootstrap: str, prefix: str) -> None:
+    """Delete a round's output topics, so rounds do not slow the broker down with ever more partitions."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(prefix + ".")]
+        if names:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of process `pid` so far (Linux /proc), 0.0 when unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_role(role: str, opts: dict[str, Any]) -> dict[str, float]:
@@ -120,6 +147,24 @@ def run_role(role: str, opts: dict[str, Any]) -> dict[str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def measure(args: argparse.Namespace, role: str, broker: Any, topic: str, round_no: int) -> float:
+    """One timed run of `role` relaying `topic`; prints it with its own and the broker's CPU time."""
+    opts = {"bootstrap": broker.bootstrap, "topic": topic, "events": args.events,
+            "partitions": args.partitions, "prefix": unique_name(f"bench-{role}"),
+            "idempotence": broker.supports_idempotence,
+            "compression": None if args.compression == "none" else args.compression}
+    broker_cpu = cpu_seconds(broker.pid)
+    result = run_role(role, opts)
+    broker_cpu = cpu_seconds(broker.pid) - broker_cpu
+    if not args.keep_topics:
+        asyncio.run(delete_outputs(broker.bootstrap, opts["prefix"]))
+    rate: float = result["events"] / result["seconds"]
+    print(f"round {round_no + 1} {role:<9} {result['events']:>7.0f} events in "
+          f"{result['seconds']:6.2f}s = {rate:>9,.0f} events/s; its CPU {result['cpu']:5.2f}s, "
+          f"broker CPU over the whole run {broker_cpu:5.2f}s", flush=True)
+    return rate
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=60_000)
@@ -127,6 +172,14 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument("--compression", choices=("none", "gzip", "snappy", "lz4", "zstd"), default="none",
                         help="output compression, the same for both")
+    parser.add_argument("--roles", default="naive,tetrapipe",
+                        help="which relays run in each round, in order (e.g. tetrapipe,naive to swap)")
+    parser.add_argument("--broker-dir", default="/dev/shm" if os.access("/dev/shm", os.W_OK) else None,
+                        help="directory for the broker's data (default: /dev/shm, a RAM disk, when writable). "
+                             "On this VM's disk, Apache Kafka's throughput halved after ~200 MB had been written, "
+                             "so rounds measured the disk, not the relays")
+    parser.add_argument("--keep-topics", action="store_true",
+                        help="keep each round's output topics (the default deletes them after the round)")
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("--opts", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -135,30 +188,27 @@ def main() -> int:
         print(json.dumps(asyncio.run(role(json.loads(args.opts)))))
         return 0
 
+    if args.broker_dir:
+        tempfile.tempdir = args.broker_dir  # where brokers.py makes the broker's work and data directory
     broker = broker_from_env()
     broker.start()
+    rates: dict[str, list[float]] = {"naive": [], "tetrapipe": []}
     try:
         topic = unique_name("bench-in")
         asyncio.run(fill(broker.bootstrap, topic, args.events, args.partitions))
-        rates: dict[str, list[float]] = {"naive": [], "tetrapipe": []}
         for round_no in range(args.rounds):
-            for role in ("naive", "tetrapipe"):
-                opts = {"bootstrap": broker.bootstrap, "topic": topic, "events": args.events,
-                        "partitions": args.partitions, "prefix": unique_name(f"bench-{role}"),
-                        "idempotence": broker.supports_idempotence,
-                        "compression": None if args.compression == "none" else args.compression}
-                result = run_role(role, opts)
-                rate = result["events"] / result["seconds"]
-                rates[role].append(rate)
-                print(f"round {round_no + 1} {role:<9} {result['events']:>7.0f} events in "
-                      f"{result['seconds']:6.2f}s = {rate:>9,.0f} events/s", flush=True)
-        naive_rate, tp_rate = statistics.median(rates["naive"]), statistics.median(rates["tetrapipe"])
-        print(f"\n{broker.kind} broker, {args.events} events of ~1.5 KB, {args.partitions} partitions, "
-              f"idempotence {'on' if broker.supports_idempotence else 'off'}, compression {args.compression}")
-        print(f"median naive relay: {naive_rate:,.0f} events/s")
-        print(f"median tetrapipe:   {tp_rate:,.0f} events/s   ratio tetrapipe/naive = {tp_rate / naive_rate:.2f}")
+            for role in args.roles.split(","):
+                rates[role].append(measure(args, role, broker, topic, round_no))
     finally:
         broker.close()
+    if not rates["naive"] or not rates["tetrapipe"]:
+        print({role: f"{statistics.median(r):,.0f}" for role, r in rates.items() if r})
+        return 0
+    naive_rate, tp_rate = statistics.median(rates["naive"]), statistics.median(rates["tetrapipe"])
+    print(f"\n{broker.kind} broker (data in {args.broker_dir or tempfile.gettempdir()}), {args.events} events "
+          f"of ~1.5 KB, {args.partitions} partitions, compression {args.compression}")
+    print(f"median naive relay: {naive_rate:,.0f} events/s")
+    print(f"median tetrapipe:   {tp_rate:,.0f} events/s   ratio tetrapipe/naive = {tp_rate / naive_rate:.2f}")
     return 0
 
 

@@ -144,6 +144,11 @@ class Broker:
         self.bootstrap = f"127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def pid(self) -> int | None:
+        """The running broker's process id (None when stopped), e.g. for benchmarks to read its CPU time."""
+        return self._process.pid if self._process is not None else None
+
     def _command(self) -> list[str]:
         raise NotImplementedError
 
