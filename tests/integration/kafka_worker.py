@@ -73,7 +73,8 @@ def status(pipeline: Pipeline) -> dict[str, Any]:
     return {"pid": os.getpid(), "owned": sorted(f"{tp.topic}:{tp.partition}" for tp in source._owned),
             "revocations": source.revocations, "received": pipeline.stats.received,
             "routed": getattr(sink, "routed", 0), "defaulted": getattr(sink, "defaulted", 0),
-            "dead_lettered": pipeline.stats.dead_lettered, "committed_batches": pipeline.committer.commits}
+            "dead_lettered": pipeline.stats.dead_lettered, "committed_batches": pipeline.committer.commits,
+            "messages": dict(getattr(sink, "messages", {}))}  # acknowledged records per output topic
 
 
 def write_status(path: str, pipeline: Pipeline) -> None:

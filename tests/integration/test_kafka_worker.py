@@ -74,18 +74,27 @@ async def setup_stream(broker: Broker, count: int) -> str:
     return raw
 
 
-async def output_seqs(broker: Broker, prefix: str, tagger_groups: dict[str, str]) -> Counter[tuple[str, int]]:
-    topics = [f"{prefix}.{c}" for c in tagger_groups] + [prefix + ".other", prefix + ".dlq"]
-    return Counter((r.topic, int(header(r, SEQ))) for r in await read_all(broker.bootstrap, topics, timeout_s=120))
+async def output_seqs(broker: Broker, prefixes: list[str], tagger_groups: dict[str, str]) -> Counter[tuple[str, int]]:
+    """How often each (output topic without its prefix, input seq) was written under `prefixes`."""
+    topics = [f"{prefix}.{c}" for prefix in prefixes for c in [*tagger_groups, "other", "dlq"]]
+    return Counter((r.topic.split(".", 1)[1], int(header(r, SEQ)))
+                   for r in await read_all(broker.bootstrap, topics, timeout_s=120))
+
+
+async def broker_shortfall(broker: Broker, acknowledged: dict[str, int]) -> dict[str, tuple[int, int]]:
+    """{topic: (records the worker had acknowledged, records the broker holds)} where it holds fewer."""
+    held = Counter(r.topic for r in await read_all(broker.bootstrap, list(acknowledged), timeout_s=120))
+    return {topic: (n, held[topic]) for topic, n in acknowledged.items() if held[topic] < n}
 
 
 async def test_sigkill_mid_stream_and_restart_loses_nothing(kafka_broker: Broker, tmp_path: Path, tagger) -> None:
     total = 50_000
-    group, prefix = unique_name("g"), unique_name("out")
+    group, prefix, prefix_after = unique_name("g"), unique_name("out"), unique_name("out")
     raw = await setup_stream(kafka_broker, total)
-    args = worker_args(kafka_broker, worker_config(tmp_path / "k.yaml", kafka_broker), raw, group, prefix)
+    config = worker_config(tmp_path / "k.yaml", kafka_broker)
 
-    first = Worker(tmp_path, "first", args)
+    # Each worker writes its own output topics, so what each had acknowledged can be checked against the broker.
+    first = Worker(tmp_path, "first", worker_args(kafka_broker, config, raw, group, prefix))
     try:
         await wait_until(lambda: _true(first.status()["received"] >= 15_000), 120, "the first worker to get going")
         first.signal(signal.SIGKILL)
@@ -98,7 +107,7 @@ async def test_sigkill_mid_stream_and_restart_loses_nothing(kafka_broker: Broker
     # Delivered by the killed worker but not committed: what the restart must redo.
     window = {seq for seq in before if seq // PARTITIONS >= at_kill[seq % PARTITIONS]}
 
-    second = Worker(tmp_path, "second", args)
+    second = Worker(tmp_path, "second", worker_args(kafka_broker, config, raw, group, prefix_after))
     try:
         await wait_until(lambda: all_committed(kafka_broker.bootstrap, group, raw, PARTITIONS), 180,
                          "the restarted worker to commit everything")
@@ -106,13 +115,25 @@ async def test_sigkill_mid_stream_and_restart_loses_nothing(kafka_broker: Broker
         assert await second.wait() == 0, second.log()
     finally:
         second.kill()
+    restarted = second.status()
 
-    outputs = await output_seqs(kafka_broker, prefix, tagger.groups)
-    seqs = {seq for _, seq in outputs}
-    assert seqs == set(range(total)), f"lost {total - len(seqs)} events"
+    outputs = await output_seqs(kafka_broker, [prefix, prefix_after], tagger.groups)
+    missing = sorted(set(range(total)) - {seq for _, seq in outputs})
+    if missing:
+        # The status file holds what the worker's sink had acknowledged (the killed one's up to 0.2 s stale,
+        # so an undercount): a broker holding fewer records than that lost acknowledged writes itself.
+        shortfall = await broker_shortfall(kafka_broker, {**first.status()["messages"], **restarted["messages"]})
+        if shortfall:
+            pytest.xfail(f"the {kafka_broker.kind} broker holds fewer records than it acknowledged to the workers "
+                         f"(topic: (acknowledged, held)): {shortfall}; {len(missing)} events missing")
+    assert not missing, (f"lost {len(missing)} events: (partition, offset) "
+                         f"{[(q % PARTITIONS, q // PARTITIONS) for q in missing[:40]]}; committed at the kill "
+                         f"{at_kill}; {len([q for q in missing if q in before])} of them were out before the "
+                         f"restart; the restarted worker: {restarted}; its log: {second.log()}")
     duplicated = {seq for (_, seq), n in outputs.items() if n > 1}
     print(f"\nSIGKILL test: {len(before)} events delivered before the kill, {sum(at_kill.values())} committed; "
-          f"{len(duplicated)} duplicated after the restart (uncommitted window {len(window)})")
+          f"{len(duplicated)} duplicated after the restart (uncommitted window {len(window)}); "
+          f"restarted worker: {restarted}")
     assert window <= duplicated, "an event delivered but not committed before the kill was not redone"
     redone_committed = {seq for seq in duplicated if seq // PARTITIONS < at_kill[seq % PARTITIONS]}
     assert not redone_committed, f"{len(redone_committed)} events at committed offsets were sent again"
@@ -125,7 +146,7 @@ async def settled_view(broker: Broker, group: str, raw: str, prefix: str,
     previous: tuple[dict[int, int], set[int]] | None = None
     for _ in range(20):
         current = (await committed(broker.bootstrap, group, raw, PARTITIONS),
-                   {seq for _, seq in await output_seqs(broker, prefix, tagger_groups)})
+                   {seq for _, seq in await output_seqs(broker, [prefix], tagger_groups)})
         if current == previous:
             return current
         previous = current
@@ -163,7 +184,7 @@ async def test_two_workers_split_partitions_and_one_takes_over_after_sigterm(
     finally:
         a.kill()
         b.kill()
-    seqs = {seq for _, seq in await output_seqs(kafka_broker, prefix, tagger.groups)}
+    seqs = {seq for _, seq in await output_seqs(kafka_broker, [prefix], tagger.groups)}
     assert seqs == set(range(30_000)), f"lost {30_000 - len(seqs)} events"
 
 
