@@ -16,9 +16,11 @@ Revocation support (`settled`, `forget`): `settled(owns, timeout)` waits until
 no registered batch that `owns` selects is still unacknowledged; `forget(owns)`
 abandons such batches — they leave the ordering (later batches no longer wait
 for them) and an acknowledgement that still arrives for one is ignored, so
-their positions are never committed here.  `commit_fn` receives the merged position: dict positions
-(e.g. Kafka partition → next offset) merge key by key, later batches winning;
-any other position value is replaced by the later one (e.g. a file offset).
+their positions are never committed here.  A batch that also holds input not
+given up (`forget(owns, remainder)`) keeps its place for that part only.
+`commit_fn` receives the merged position: dict positions (e.g. Kafka
+partition → next offset) merge key by key, later batches winning; any other
+position value is replaced by the later one (e.g. a file offset).
 """
 
 from __future__ import annotations
@@ -95,17 +97,28 @@ class Committer:
             self._done.discard(head.seq)
             self._ready = merge_positions(self._ready, head.commit_position)
 
-    def forget(self, predicate: Callable[[Batch], bool]) -> int:
+    def forget(self, predicate: Callable[[Batch], bool], remainder: Callable[[Batch], Any] | None = None) -> int:
         """Abandon pending batches (e.g. of revoked partitions) that will be redone elsewhere.
 
         They no longer hold back later batches, and their positions are never
         committed, even if a sink acknowledges them afterwards.  Returns how
         many were abandoned.
+
+        `remainder(batch)` is the part of a selected batch's position that is
+        *not* given up (e.g. the partitions still owned, for a fetch that
+        spanned several), or a falsy value.  A batch with a remainder is not
+        abandoned: it keeps its place with only that remainder as position,
+        so later batches still wait for it — committing past it would skip
+        its records of the partitions still owned if it is never delivered.
         """
         kept: deque[Batch] = deque()
         dropped = 0
         for b in self._pending:
-            if predicate(b):
+            rest = remainder(b) if remainder is not None and predicate(b) else None
+            if rest:
+                b.commit_position = rest
+                kept.append(b)
+            elif predicate(b):
                 dropped += 1
                 if b.seq in self._done:
                     self._done.discard(b.seq)

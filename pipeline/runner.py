@@ -174,7 +174,8 @@ class Pipeline:
         await asyncio.gather(reader, writer, stop_wait, return_exceptions=True)
         self.undelivered += self._queue.qsize()
 
-    async def drain(self, owns: Callable[[Batch], bool], timeout: float) -> bool:
+    async def drain(self, owns: Callable[[Batch], bool], timeout: float,
+                    remainder: Callable[[Batch], Any] | None = None) -> bool:
         """Finish the registered batches that `owns` selects (partition revocation); never raises.
 
         Waits up to `timeout` seconds (less if a shutdown deadline comes
@@ -182,7 +183,8 @@ class Pipeline:
         the acknowledged prefix — the source must still own the input while
         this runs (Kafka: inside `on_partitions_revoked`).  True when all
         were committed.  Otherwise they are abandoned (see the module doc)
-        and False is returned.  Batches the source read but did not yet hand
+        and False is returned; `remainder` gives the position a batch keeps
+        for input it still owns (see `Committer.forget`).  Batches the source read but did not yet hand
         over are the source's to drop.
         """
         if self._deadline is not None:
@@ -197,7 +199,7 @@ class Pipeline:
             self._say(f"commit before revocation failed: {exc!r}; the work will be redone")
             drained = False
         if not drained:
-            abandoned = self.committer.forget(owns)
+            abandoned = self.committer.forget(owns, remainder)
             if abandoned:
                 self._say(f"revocation: {abandoned} in-flight batches not delivered within "
                           f"{timeout:.1f}s; abandoned to be redone by the next owner")

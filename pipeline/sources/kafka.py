@@ -13,7 +13,9 @@ Guarantees (at-least-once):
   revoked partitions that were not yet handed to the pipeline, then asks the
   pipeline (`bind_drain`) to deliver, acknowledge and commit its in-flight
   batches of those partitions within `revoke_timeout`; what is not done by then
-  is abandoned — never committed here — and redone by the next owner.
+  is abandoned — never committed here — and redone by the next owner.  A
+  fetch spans partitions: such a batch keeps its place in the commit order for
+  the partitions still owned, so no later commit skips its records of those.
 - Backpressure without leaving the group: aiokafka leaves the group when
   `getmany()` is not called for `max_poll_interval_ms` (its "fetcher idle
   time"), yet a full pipeline is exactly when nobody asks this source for a
@@ -42,12 +44,17 @@ from pipeline.logs import emit
 from pipeline.sources.base import SourceError
 from pipeline.sources.kafka_config import KafkaSourceConfig
 
-DrainFn = Callable[[Callable[[Batch], bool], float], Awaitable[bool]]
+DrainFn = Callable[[Callable[[Batch], bool], float, Callable[[Batch], Any]], Awaitable[bool]]
 
 
 def _touches(batch: Batch, partitions: set[TopicPartition]) -> bool:
     position = batch.commit_position
     return isinstance(position, dict) and not partitions.isdisjoint(position)
+
+
+def _without(batch: Batch, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
+    """The batch's position for the partitions not in `partitions` (empty when none is left)."""
+    return {tp: offset for tp, offset in batch.commit_position.items() if tp not in partitions}
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -210,7 +217,9 @@ class KafkaSource:
         self.revocations += 1
         self._drop_ready(revoked)
         if self._drain is not None:
-            await self._drain(lambda batch: _touches(batch, revoked), self.config.revoke_timeout)
+            # A fetch spans partitions: an abandoned batch keeps its place for the ones still owned.
+            await self._drain(lambda batch: _touches(batch, revoked), self.config.revoke_timeout,
+                              lambda batch: _without(batch, revoked))
         self._owned -= revoked
         for tp in revoked:
             self._lag_base.pop(tp, None)

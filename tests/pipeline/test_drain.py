@@ -466,3 +466,72 @@ async def test_a_failed_commit_racing_a_forced_one_is_retried_merged_not_replaye
     results = await asyncio.wait_for(asyncio.gather(first, forced, return_exceptions=True), 1)
     assert isinstance(results[0], ConnectionError) and results[1] is True
     assert commits == [{"p": 20, "q": 5}]  # the newer p wins; q from the failed one is not lost
+
+
+def without(partition: str):  # noqa: ANN201 - a batch's position minus one partition (the Kafka source's remainder)
+    return lambda batch: {k: v for k, v in batch.commit_position.items() if k != partition}
+
+
+async def test_forget_keeps_a_spanning_batch_in_order_for_the_partitions_still_owned() -> None:
+    c, commits = committer()
+    # One fetch spanning a and b, then more of b: giving up a must not let b commit past the first batch.
+    ab0, b1 = batch({"a": 10, "b": 5}), batch({"b": 9})
+    for b in (ab0, b1):
+        c.register(b)
+    c.ack(b1)
+    assert c.forget(owns("a"), without("a")) == 0  # kept, for b
+    assert c.unsettled(owns("a")) == 0, "nothing of a is pending any more"
+    assert not await c.maybe_commit(force=True), "b1 must still wait for the b records of ab0"
+    c.ack(ab0)
+    assert await c.maybe_commit(force=True)
+    assert commits == [{"b": 9}], "a is never committed, b only once ab0 was delivered"
+    assert c.in_flight == 0
+
+
+async def test_forget_without_a_remainder_still_abandons_a_batch_of_only_revoked_input() -> None:
+    c, commits = committer()
+    a0, b0 = batch({"a": 3}), batch({"b": 1})
+    for b in (a0, b0):
+        c.register(b)
+    c.ack(b0)
+    assert c.forget(owns("a"), without("a")) == 1  # nothing left once a is removed: abandoned
+    assert await c.maybe_commit(force=True)
+    assert commits == [{"b": 1}]
+
+
+class SpanningSource(PartitionSource):
+    """Like a Kafka fetch: each planned batch holds records of several partitions."""
+
+    def __init__(self, plan: Sequence[dict[str, int]]) -> None:
+        super().__init__([])
+        self.spanning = list(plan)
+
+    async def batches(self) -> AsyncIterator[Batch]:
+        offsets: dict[str, int] = {}
+        for sizes in self.spanning:
+            envelopes = []
+            for partition, size in sizes.items():
+                first = offsets.get(partition, 0)
+                offsets[partition] = first + size
+                envelopes += [Envelope(LINE, (partition, first + i)) for i in range(size)]
+            self.pulled += 1
+            yield Batch(envelopes, {p: offsets[p] for p in sizes})
+        await self._stopped.wait()
+
+
+async def test_drain_timeout_never_lets_the_partitions_still_owned_commit_past_an_undelivered_fetch(
+        processor: Any) -> None:
+    # Fetch 1 spans p0 and p1 and is stuck (the sink holds writes with p0); fetch 2 has p1 only.
+    source = SpanningSource([{"p0": 3, "p1": 2}, {"p1": 4}])
+    sink = GatedSink({"p0"})
+    p = make(processor, source, sink)
+    task = asyncio.create_task(p.run())
+    await until(lambda: source.pulled == 2 and sink.blocked.is_set(), "the spanning fetch stuck in the sink")
+    assert await asyncio.wait_for(p.drain(owns("p0"), 0.2, without("p0")), 5) is False
+    await asyncio.sleep(0.05)
+    assert all("p1" not in c or c["p1"] <= 0 for c in source.commits), \
+        f"p1 committed past its undelivered records of fetch 1: {source.commits}"
+    sink.release.set()  # fetch 1 is delivered after all: now p1 commits, p0 never does
+    await until(lambda: source.committed.get("p1") == 6, "p1 to commit both fetches")
+    assert await stop(p, task) == EXIT_OK
+    assert source.committed == {"p1": 6}, source.commits
