@@ -102,7 +102,7 @@ class Committer:
 
         They no longer hold back later batches, and their positions are never
         committed, even if a sink acknowledges them afterwards.  Returns how
-        many were abandoned.
+        many batches gave up input (abandoned, or kept for a remainder).
 
         `remainder(batch)` is the part of a selected batch's position that is
         *not* given up (e.g. the partitions still owned, for a fetch that
@@ -118,6 +118,7 @@ class Committer:
             if rest:
                 b.commit_position = rest
                 kept.append(b)
+                dropped += 1
             elif predicate(b):
                 dropped += 1
                 if b.seq in self._done:

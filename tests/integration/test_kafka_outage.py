@@ -103,13 +103,13 @@ class Member:
         committer = Committer(self._commit, interval=0.5)
         forget = committer.forget
 
-        def recording_forget(owns: Any) -> int:
+        def recording_forget(owns: Any, remainder: Any = None) -> int:
             batches = [b for b in committer._pending if owns(b)]  # noqa: SLF001 - test instrumentation
             self.abandoned += [dict(b.commit_position) for b in batches]
             self.abandoned_records += sum(len(b) for b in batches)
             if self.forgot_at is None:
                 self.forgot_at = time.monotonic()
-            return forget(owns)
+            return forget(owns, remainder)
 
         committer.forget = recording_forget  # type: ignore[method-assign]
         self.pipeline = Pipeline(source, processor, [self.sink], dead_letter=dead_letter, stats=Stats(),
