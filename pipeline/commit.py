@@ -114,19 +114,18 @@ class Committer:
         kept: deque[Batch] = deque()
         dropped = 0
         for b in self._pending:
-            rest = remainder(b) if remainder is not None and predicate(b) else None
+            if not predicate(b):
+                kept.append(b)
+                continue
+            dropped += 1
+            rest = remainder(b) if remainder is not None else None
             if rest:
                 b.commit_position = rest
                 kept.append(b)
-                dropped += 1
-            elif predicate(b):
-                dropped += 1
-                if b.seq in self._done:
-                    self._done.discard(b.seq)
-                else:
-                    self._forgotten.add(b.seq)
+            elif b.seq in self._done:
+                self._done.discard(b.seq)
             else:
-                kept.append(b)
+                self._forgotten.add(b.seq)
         self._pending = kept
         # Acknowledged batches that were waiting only for the abandoned ones are now a prefix.
         self._advance()

@@ -184,8 +184,8 @@ class Pipeline:
         this runs (Kafka: inside `on_partitions_revoked`).  True when all
         were committed.  Otherwise they are abandoned (see the module doc)
         and False is returned; `remainder` gives the position a batch keeps
-        for input it still owns (see `Committer.forget`).  Batches the source read but did not yet hand
-        over are the source's to drop.
+        for input it still owns (see `Committer.forget`).  Batches the source
+        read but did not yet hand over are the source's to drop.
         """
         if self._deadline is not None:
             timeout = min(timeout, max(0.0, self._deadline - time.monotonic()))

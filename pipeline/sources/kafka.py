@@ -230,7 +230,7 @@ class KafkaSource:
         for batch in self._ready:
             envelopes = [e for e in batch.envelopes if e.position[:2] not in revoked]
             self.dropped_on_revoke += len(batch.envelopes) - len(envelopes)
-            position = {tp: o for tp, o in batch.commit_position.items() if tp not in revoked}
+            position = _without(batch, revoked)
             if position:
                 kept.append(Batch(envelopes, position))
         self._ready = kept
