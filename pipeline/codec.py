@@ -111,6 +111,21 @@ class Decoded:
         return self.generic_root().get(self.etype)
 
 
+def _undecodable(text: bytes, exc: Exception) -> BadInput:
+    """The reason for bytes the JSON decoder refused, decided by the bytes, not by the exception.
+
+    msgspec < 0.23 raised `UnicodeDecodeError` for invalid UTF-8 and 0.23
+    raises `DecodeError("Invalid UTF-8 encoded string")`: the exception type
+    is no stable signal.  Validating the bytes costs nothing on good input
+    (this runs only on the error path).
+    """
+    try:
+        text.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return BadInput("invalid_utf8", f"invalid UTF-8 at byte {bad.start}")
+    return BadInput("invalid_json", str(exc))
+
+
 def _field(obj: Any, name: str) -> Any:
     return obj.get(name) if type(obj) is dict else getattr(obj, name, None)
 
@@ -136,10 +151,8 @@ class LineDecoder:
             root: Any = _lean.decode(text)
         except msgspec.ValidationError:
             root = None  # valid JSON that does not fit the typed model
-        except msgspec.DecodeError as exc:
-            raise BadInput("invalid_json", str(exc)) from None
-        except UnicodeDecodeError as exc:
-            raise BadInput("invalid_utf8", str(exc)) from None
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            raise _undecodable(text, exc) from None
         if root is not None:
             for etype in KNOWN_TYPES:
                 body = getattr(root, etype)
@@ -150,10 +163,8 @@ class LineDecoder:
     def _decode_generic(self, text: bytes, depth: int) -> Decoded:
         try:
             root = _generic.decode(text)
-        except msgspec.DecodeError as exc:
-            raise BadInput("invalid_json", str(exc)) from None
-        except UnicodeDecodeError as exc:
-            raise BadInput("invalid_utf8", str(exc)) from None
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            raise _undecodable(text, exc) from None
         if type(root) is not dict:
             raise BadInput("not_an_object", f"JSON {type(root).__name__} where an event object was expected")
         for etype in KNOWN_TYPES:

@@ -78,6 +78,10 @@ def test_cri_partial_lines_are_bounded():
     (b'{"process_exec": {"process": ', "invalid_json"),
     (b"\x00\xff\xfe garbage", "invalid_json"),
     (b'{"process_exec": {"process": {"binary": "\xff"}}}', "invalid_utf8"),
+    (b'{"process_exit": {"process": {"binary": "/bin/\xed\xa0\x80"}}}', "invalid_utf8"),  # a surrogate
+    (b'{"log": {"process_exec": {"process": {"binary": "\xff"}}}}', "invalid_utf8"),
+    (b'2024-01-01T00:00:00Z stdout F {"process_exec": {"process": {"binary": "\xff"}}}', "invalid_utf8"),
+    (b'{"process_exec": {"process": {"binary": "ok"}}', "invalid_json"),
     (b"{}", "no_event_type"),
     (b'{"time": "2024-01-01T00:00:00Z", "node_name": "n"}', "no_event_type"),
     (b'{"log": 5}', "bad_envelope"),
