@@ -1,20 +1,40 @@
-"""The `tetrapipe` command line: only argument parsing and wiring; the work is elsewhere."""
+"""The `tetrapipe` command line: argument parsing and wiring (the work is elsewhere), and the process's exit.
+
+Exit of `tetrapipe run` (see `pipeline.runner` for the pipeline's part):
+- the first SIGTERM/SIGINT asks the pipeline to stop; the process exits within
+  `--grace` + `EXIT_MARGIN` (2 s) seconds whatever the outputs do — with exit
+  code 3 (EXIT_DRAIN_INCOMPLETE) when read input was left undelivered;
+- a second signal exits at once with EXIT_DRAIN_INCOMPLETE (or the run's own
+  code if it had already ended);
+- either way the run summary is written exactly once, last.
+How it stays bounded: the event loop is run by `_run_to_end`, not
+`asyncio.run`, whose teardown waits without limit for cancelled tasks and
+for the default executor's threads; and when something is still stuck after
+the bounded teardown (a task ignoring cancellation, a thread blocked in a
+call), the process leaves with `os._exit` after the summary — the
+interpreter's own exit would join such a thread forever.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import os
 import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NoReturn
 
 from pipeline import __version__
+from pipeline.codec import DEFAULT_MAX_DEPTH, MAX_DEPTH_LIMIT, LineDecoder
 from pipeline.config import ConfigFileError, build_classifier, build_tagger, load_config, resolve_cidrs
 from pipeline.deadletter import FileDeadLetter
+from pipeline.delivery import cancel_and_wait
 from pipeline.logs import LEVELS, emit
 from pipeline.logs import configure as configure_logs
 from pipeline.logs import current_format as current_log_format
@@ -22,7 +42,7 @@ from pipeline.policies import add_policies_parser, cmd_policies
 from pipeline.process import Processor
 from pipeline.progress import Progress, summary_table
 from pipeline.reload import Loaded, Reloader
-from pipeline.runner import EXIT_FAILED, Pipeline
+from pipeline.runner import EXIT_DRAIN_INCOMPLETE, STOP_MARGIN, Pipeline
 from pipeline.sources import FileSource, StdinSource
 from pipeline.stats import Stats
 from sinks.base import Selection
@@ -39,7 +59,19 @@ examples:
   tetrapipe run --input tetragon.log --only sudo --only suid --format summary
   POD_CIDR=10.244.0.0/16 SERVICE_CIDR=10.96.0.0/12 tetrapipe run < events.jsonl
   tetrapipe run --config tetrapipe.yaml --dead-letter bad.jsonl < events.jsonl
+
+exit status:
+  0  the input ended, a SIGTERM/SIGINT drain finished, or stdout's reader went away (| head)
+  1  an output failed for good (nothing after its last acknowledged write is committed)
+  2  the input could not be read, or the configuration is invalid
+  3  a signal's drain did not finish: the --grace period ran out (or a second signal came) with read
+     input undelivered — not committed, a Kafka or --follow source redoes it — or an output hung on close
 """
+
+FINISH_TIMEOUT = 0.2  # after the pipeline returned: stopping the progress line and the status server
+CLEANUP_TIMEOUT = 0.3  # then: leftover tasks, async generators and worker threads, together
+EXIT_MARGIN = STOP_MARGIN + FINISH_TIMEOUT + CLEANUP_TIMEOUT  # past --grace, after the first signal: 2 s
+_PARKED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,10 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--format", choices=("json", "summary"), default=None,
                      help="stdout: json, every event with a 'tetrapipe' key (default); summary, one line per "
                           "tagged event.  Given with Kafka/OTLP outputs, stdout is written as well")
+    run.add_argument("--max-depth", type=_positive_int, default=None, metavar="LEVELS",
+                     help=f"deepest JSON nesting accepted; deeper records are dead-lettered as too_deep "
+                          f"(default: input.max_depth in the config file, else {DEFAULT_MAX_DEPTH})")
     run.add_argument("--only", action="append", metavar="CATEGORY", default=[],
                      help="output only events with this category (repeatable)")
     run.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
-                     help="on SIGTERM/SIGINT, time allowed to deliver what was read (default 30)")
+                     help="on SIGTERM/SIGINT, time allowed to deliver what was read (default 30); the process "
+                          f"exits within --grace + {EXIT_MARGIN:g} s, with status 3 if something was left undelivered")
     run.add_argument("--quiet", action="store_true", help="no count summary on stderr at exit")
     run.add_argument("--no-progress", action="store_true",
                      help="no live progress line (shown only when stderr is a terminal and logs are text)")
@@ -146,8 +182,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         kafka_source, kafka_sinks, kafka_dlq = build_kafka(args, config.kafka, groups=tagger.groups)
     except KafkaConfigError as exc:
         raise ConfigFileError(str(exc)) from None
-    source = _choose_source(args, kafka_source)
-    dead_letter = kafka_dlq or (FileDeadLetter(args.dead_letter) if args.dead_letter else None)
+    if kafka_dlq is not None and args.dead_letter:
+        raise ConfigFileError("--dead-letter FILE and a Kafka dead-letter topic (--kafka-dlq / kafka.dead_letter) "
+                              "exclude each other: choose one")
+    file_dead_letter = FileDeadLetter(args.dead_letter) if args.dead_letter else None
+    # An oversized line goes to a file dead letter whole: the source spools it there as it reads.
+    spill = file_dead_letter.spool if file_dead_letter is not None else None
+    source = _choose_source(args, kafka_source, spill)
+    dead_letter = kafka_dlq or file_dead_letter
     for kafka_sink in kafka_sinks:
         kafka_sink.dead_letter = dead_letter  # events too large for a Kafka message go there
     try:
@@ -161,7 +203,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not sinks or args.format_given:
         sinks.append(StdoutSink(args.format, Selection(categories=frozenset(args.only), untagged=not args.only)))
     stats = Stats()
-    processor = Processor(tagger, loaded.classifier)
+    max_depth = args.max_depth if args.max_depth is not None else config.input.max_depth
+    processor = Processor(tagger, loaded.classifier, LineDecoder(max_depth=max_depth))
     pipeline = Pipeline(source, processor, sinks, dead_letter=dead_letter, stats=stats, grace=args.grace)
     reloader = Reloader(lambda: load_configuration(args), loaded, processor, stats=stats, only=args.only,
                         category_bound_outputs=category_bound)
@@ -178,17 +221,131 @@ def cmd_run(args: argparse.Namespace) -> int:
             and sys.stderr.isatty():  # a person watches stderr, and the events do not scroll through it
         progress = Progress(stats, source)
     tune_gc()
-    started = time.monotonic()
-    code = asyncio.run(_run_with_signals(pipeline, status, reloader, progress))
-    if not args.quiet:
-        if current_log_format() == "json":
-            emit(None, "info", "run summary", exit_code=code, **stats.summary_fields())
-        else:
-            sys.stderr.write(summary_table(stats, reloader.current.tagger.groups, time.monotonic() - started))
+    summary = RunSummary(stats, lambda: reloader.current.tagger.groups, quiet=args.quiet)
+    code, left_running = _run_to_end(_run_with_signals(pipeline, status, reloader, progress,
+                                                       on_second_signal=summary.write))
+    summary.write(code)
+    if left_running:  # the interpreter's exit would wait for it (see the module docstring)
+        _exit_now(code)
     return code
 
 
-def _choose_source(args: argparse.Namespace, kafka_source: Any) -> Any:
+class RunSummary:
+    """The count summary on stderr: a table for people, one "run summary" record in JSON logs.
+
+    Written at most once — by the normal end of the run or by a second signal,
+    whichever comes first — and nothing with `quiet`.  (On a second signal the
+    live progress line, if any, was cleared by the log line announcing it.)
+    """
+
+    def __init__(self, stats: Stats, groups: Callable[[], Mapping[str, str]], *, quiet: bool = False) -> None:
+        self.stats = stats
+        self.groups = groups
+        self.quiet = quiet
+        self.started = time.monotonic()
+        self.written = False
+
+    def write(self, code: int) -> None:
+        if self.written:
+            return
+        self.written = True
+        if self.quiet:
+            return
+        if current_log_format() == "json":
+            emit(None, "info", "run summary", exit_code=code, **self.stats.summary_fields())
+            return
+        sys.stderr.write(summary_table(self.stats, self.groups(), time.monotonic() - self.started))
+        sys.stderr.flush()
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Leave without the interpreter's teardown, which would join a thread blocked in a call forever.
+
+    Only stderr is flushed: `run` writes nothing through `sys.stdout` (the
+    stdout sink writes the descriptor itself), and flushing it could block.
+    """
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    os._exit(code)
+
+
+def _run_to_end(main: Coroutine[Any, Any, int]) -> tuple[int, bool]:
+    """`asyncio.run(main)` with a bounded teardown: (main's result, whether something was left running).
+
+    `asyncio.run` then waits without limit for the tasks it cancels and for the
+    default executor's threads (a `to_thread` call blocked in write(2) never
+    returns).  Here that teardown gets CLEANUP_TIMEOUT seconds; what is still
+    running then is left, and the caller must leave with `_exit_now`.  After
+    the loop is closed, SIGTERM/SIGINT/SIGHUP are ignored: the process is about
+    to exit, and their default action (die) would lose the summary.
+    """
+    loop = asyncio.new_event_loop()
+    executor = ThreadPoolExecutor(thread_name_prefix="tetrapipe-worker")
+    loop.set_default_executor(executor)
+    asyncio.set_event_loop(loop)
+    left_running = True
+    try:
+        result = loop.run_until_complete(main)
+    finally:
+        limit = time.monotonic() + CLEANUP_TIMEOUT
+        try:
+            left_running = loop.run_until_complete(_cancel_leftovers(limit))
+            executor.shutdown(wait=False, cancel_futures=True)
+            left_running = bool(_join_threads(limit)) or left_running
+        finally:
+            asyncio.set_event_loop(None)
+            _close_and_park_signals(loop)
+    return result, left_running
+
+
+async def _cancel_leftovers(limit: float) -> bool:
+    """Cancel the tasks still on the loop and finalize async generators, until `limit`; True if some did not end."""
+    current = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not current]
+    left = await cancel_and_wait(tasks, max(0.0, limit - time.monotonic()))
+    finalized = await _within(asyncio.get_running_loop().shutdown_asyncgens(), limit - time.monotonic())
+    return bool(left) or not finalized
+
+
+async def _within(step: Awaitable[Any], seconds: float) -> bool:
+    """Await `step` at most `seconds` (at least one loop turn); False if it had to be cancelled and left behind."""
+    task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({task}, timeout=max(0.0, seconds))
+    if not done:
+        await cancel_and_wait([task], 0)
+        return False
+    task.result()  # its failure is the caller's, as if awaited directly
+    return True
+
+
+def _join_threads(limit: float) -> list[threading.Thread]:
+    """Wait until `limit` for the threads the interpreter joins at exit (non-daemon ones); those still alive."""
+    current = threading.current_thread()
+    others = [t for t in threading.enumerate() if not t.daemon and t is not current]
+    for thread in others:
+        thread.join(max(0.0, limit - time.monotonic()))
+    stuck = [t for t in others if t.is_alive()]
+    if stuck:
+        emit(None, "warning", f"threads still busy at exit, not waited for: {', '.join(t.name for t in stuck)}")
+    return stuck
+
+
+def _close_and_park_signals(loop: asyncio.AbstractEventLoop) -> None:
+    """Close the loop, then ignore the signals its handlers took (see `_run_to_end`).
+
+    Closing restores their default action; blocking them meanwhile keeps one
+    arriving in between from killing the process before its summary.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, _PARKED_SIGNALS)
+    try:
+        loop.close()
+        for sig in _PARKED_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _PARKED_SIGNALS)
+
+
+def _choose_source(args: argparse.Namespace, kafka_source: Any, spill: Any = None) -> Any:
     """Kafka, a followed file, a file read once, or stdin; conflicting choices are errors."""
     if args.follow:
         if args.input or kafka_source is not None:
@@ -197,14 +354,14 @@ def _choose_source(args: argparse.Namespace, kafka_source: Any) -> Any:
             raise ConfigFileError("--follow needs --checkpoint PATH (a writable place that survives restarts)")
         from pipeline.sources.file import FollowSource
 
-        return FollowSource(args.follow, args.checkpoint, start_at=args.follow_from or "beginning")
+        return FollowSource(args.follow, args.checkpoint, start_at=args.follow_from or "beginning", spill=spill)
     if args.checkpoint or args.follow_from:
         raise ConfigFileError("--checkpoint and --follow-from apply only with --follow")
     if kafka_source is not None:
         if args.input:
             raise ConfigFileError("--input and a Kafka source (--kafka-topic / kafka.source) exclude each other")
         return kafka_source
-    return FileSource(args.input) if args.input else StdinSource()
+    return FileSource(args.input, spill=spill) if args.input else StdinSource(spill=spill)
 
 
 def tune_gc() -> None:
@@ -222,6 +379,13 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if not 0 < value <= MAX_DEPTH_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_DEPTH_LIMIT}")
+    return value
+
+
 def _env_int(name: str) -> int | None:
     value = os.environ.get(name, "").strip()
     if not value:
@@ -233,7 +397,16 @@ def _env_int(name: str) -> int | None:
 
 
 async def _run_with_signals(pipeline: Pipeline, status: Any = None, reloader: Reloader | None = None,
-                            progress: Progress | None = None) -> int:
+                            progress: Progress | None = None,
+                            on_second_signal: Callable[[int], None] | None = None) -> int:
+    """Run the pipeline, with the status server and the progress line, under the signal handling of `run`.
+
+    SIGTERM/SIGINT: the first asks the pipeline to stop (drain within its
+    grace period); the next one exits at once — after `on_second_signal(code)`
+    (the summary).  SIGHUP: reload.  The handlers stay installed after this
+    returns, until the loop is closed, so that a signal during the teardown is
+    handled the same way.
+    """
     loop = asyncio.get_running_loop()
     if status is not None:
         try:
@@ -248,28 +421,34 @@ async def _run_with_signals(pipeline: Pipeline, status: Any = None, reloader: Re
     def on_signal() -> None:
         nonlocal signals_seen
         signals_seen += 1
-        if signals_seen > 1:  # a second signal: the operator does not want to wait
-            emit(None, "error", "second signal, exiting now without draining")
-            os._exit(EXIT_FAILED)
-        pipeline.request_stop()
+        if signals_seen == 1:
+            if not pipeline.ended:  # else the process is exiting already
+                pipeline.request_stop()
+            return
+        # The operator does not want to wait: what is undelivered stays uncommitted.
+        code = pipeline.exit_code if pipeline.ended else EXIT_DRAIN_INCOMPLETE
+        emit(None, "error", "second signal: exiting now without finishing the drain", exit_code=code)
+        if on_second_signal is not None:
+            on_second_signal(code)
+        _exit_now(code)
 
-    handled = [signal.SIGTERM, signal.SIGINT]
-    for sig in handled:
+    for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
     if reloader is not None:
         loop.add_signal_handler(signal.SIGHUP, reloader.request)
-        handled.append(signal.SIGHUP)
     display = asyncio.create_task(progress.run()) if progress is not None else None
     try:
         return await pipeline.run()
     finally:
-        if display is not None and progress is not None:
-            display.cancel()
-            await asyncio.gather(display, return_exceptions=True)
-        for sig in handled:
-            loop.remove_signal_handler(sig)
-        if status is not None:
-            await status.close()
+        await _within(_finish(display, status), FINISH_TIMEOUT)
+
+
+async def _finish(display: asyncio.Task[None] | None, status: Any) -> None:
+    if display is not None:
+        display.cancel()
+        await asyncio.gather(display, return_exceptions=True)
+    if status is not None:
+        await status.close()
 
 
 def cmd_categories(args: argparse.Namespace) -> int:

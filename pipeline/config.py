@@ -2,6 +2,8 @@
 
 Layout (every section optional; `tetrapipe run` needs no file at all):
 
+    input:
+      max_depth: 64     # deepest JSON nesting accepted (deeper: dead-lettered as too_deep)
     library:            # see transforms.library.LibraryConfig
       categories: [...] # additions / overrides by id
       disable: [...]
@@ -24,10 +26,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 import yaml
 
+from pipeline.codec import DEFAULT_MAX_DEPTH, MAX_DEPTH_LIMIT
 from sinks.kafka_cli import KafkaSection
 from sinks.otlp_config import OtlpSinkConfig
 from transforms.classify import Classifier, ConfigError, ZoneSpec
@@ -52,7 +56,14 @@ class EgressConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tru
     zones: list[ZoneConfig] = []
 
 
+class InputConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """How input records are decoded (`--max-depth` overrides `max_depth`)."""
+
+    max_depth: Annotated[int, msgspec.Meta(ge=1, le=MAX_DEPTH_LIMIT)] = DEFAULT_MAX_DEPTH
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    input: InputConfig = msgspec.field(default_factory=InputConfig)
     library: LibraryConfig = msgspec.field(default_factory=LibraryConfig)
     egress: EgressConfig = msgspec.field(default_factory=EgressConfig)
     kafka: KafkaSection | None = None  # Kafka source / routed sink / dead-letter topic (sinks.kafka_cli)

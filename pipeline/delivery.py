@@ -9,6 +9,14 @@ retry hint wins) for as long as it takes — an outage never becomes a drop —
 except past the shutdown deadline; a fatal one is raised to the runner.
 While a sink's write is failing it is listed in `failing` (→ /readyz,
 `tetrapipe_sink_up`).
+
+No write outlives its `deliver`: when one sink's write fails for good, or
+`deliver` itself is cancelled (the runner does so when the shutdown deadline
+passes), the sibling writes still in flight are cancelled, and `deliver`
+waits for them to unwind at most `CANCEL_TIMEOUT` seconds — a sink that
+ignores cancellation longer is left behind, it does not hold the run (the
+runner bounds its own wait for `deliver` the same way).  A cancelled or
+abandoned write acknowledges nothing.
 """
 
 from __future__ import annotations
@@ -16,13 +24,35 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TextIO
 
 from pipeline.envelope import Batch, Envelope
 from pipeline.logs import emit
 from pipeline.stats import Stats
 from sinks.base import DeadLetter, Sink, SinkError
+
+CANCEL_TIMEOUT = 0.5  # seconds a cancelled task gets to unwind before it is left behind
+
+
+async def cancel_and_wait(tasks: Sequence[asyncio.Future[Any]], timeout: float = CANCEL_TIMEOUT) -> list[Any]:
+    """Cancel `tasks`; wait up to `timeout` for them to end; return those that did not (left running).
+
+    The outcome of every task is retrieved (now or whenever it ends), so none is
+    reported as "never retrieved" — a task left running is not waited for again.
+    """
+    for task in tasks:
+        task.cancel()
+        task.add_done_callback(_retrieve)
+    if not tasks:
+        return []
+    _, pending = await asyncio.wait(tasks, timeout=timeout)
+    return list(pending)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 class RetryPolicy:
@@ -52,7 +82,7 @@ class Delivery:
 
     async def deliver(self, group: list[Batch]) -> None:
         """Deliver a group of batches to every sink that selected some of their events, and the dead letter."""
-        writes = []
+        writes: list[tuple[str, Coroutine[Any, Any, None]]] = []
         good = group[0].good if len(group) == 1 else [e for b in group for e in b.good]
         for sink in self.sinks:
             selection = sink.selection
@@ -60,12 +90,32 @@ class Delivery:
             if len(selected) != len(good):
                 self.stats.filtered[sink.name] += len(good) - len(selected)
             if selected:
-                writes.append(self._write_with_retry(sink, selected))
+                writes.append((sink.name, self._write_with_retry(sink, selected)))
         bad = [e for b in group for e in b.bad if e.error is not None and e.error.reason != "blank"]
         if bad and self.dead_letter is not None:
-            writes.append(self._write_with_retry(self.dead_letter, bad, dead_letter=True))
+            writes.append((self.dead_letter.name, self._write_with_retry(self.dead_letter, bad, dead_letter=True)))
         if writes:
-            await asyncio.gather(*writes)
+            await self._all(writes)
+
+    async def _all(self, writes: list[tuple[str, Coroutine[Any, Any, None]]]) -> None:
+        """Run the (sink name, write) pairs concurrently; the first failure, or a cancellation, cancels the others."""
+        tasks = {asyncio.ensure_future(write): name for name, write in writes}
+        try:
+            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        except asyncio.CancelledError:
+            await self._cancel(tasks)
+            raise
+        failed = [t for t in done if t.cancelled() or t.exception() is not None]
+        if failed:
+            await self._cancel({t: tasks[t] for t in pending})
+            failed[0].result()  # raises its error (CancelledError for a write that ended cancelled, as gather did)
+
+    async def _cancel(self, writes: dict[asyncio.Task[None], str]) -> None:
+        left = await cancel_and_wait(list(writes))
+        if left:
+            names = ", ".join(sorted(writes[t] for t in left))
+            self._say(f"{names}: write still running {CANCEL_TIMEOUT}s after it was cancelled; left behind, "
+                      f"what it still delivers is not acknowledged", "error")
 
     async def _write_with_retry(self, sink: Sink | DeadLetter, envelopes: list[Envelope],
                                 dead_letter: bool = False) -> None:

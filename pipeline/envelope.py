@@ -5,6 +5,10 @@ carries the position to commit once every envelope in it is acknowledged.  The
 processor fills `decoded`/`tags`/`out` (or `error` for bad input); a record
 that no sink selects — or that is dead-lettered — stays in its batch, so its
 position still reaches the committer: nothing filtered can stall a commit.
+
+A source whose input has ended marks its last batch `final` (it may hold no
+envelope at all): the processor then rejects what it still buffers, CRI
+partial lines that never got their final line, into that batch's `bad`.
 """
 
 from __future__ import annotations
@@ -40,15 +44,18 @@ class Batch:
     latest wins, e.g. a file offset); None means nothing to commit (stdin).
     """
 
-    __slots__ = ("envelopes", "commit_position", "seq", "good", "bad", "read_at")
+    __slots__ = ("envelopes", "commit_position", "final", "seq", "good", "bad", "read_at")
 
-    def __init__(self, envelopes: list[Envelope], commit_position: Any = None) -> None:
+    def __init__(self, envelopes: list[Envelope], commit_position: Any = None, *, final: bool = False) -> None:
         self.envelopes = envelopes
         self.commit_position = commit_position
+        self.final = final  # the source's last batch: nothing follows it
         self.seq = -1  # assigned by the committer when registered
         self.read_at = 0.0  # time.monotonic() when the pipeline took it from the source (batch latency)
-        # Filled by the processor in its one pass: the decoded envelopes and the rejected ones
-        # (a CRI partial line is in neither: it becomes part of a later envelope's event).
+        # Filled by the processor in its one pass: the decoded envelopes and the rejected ones.
+        # A CRI partial line is in neither: it becomes part of a later envelope's event, or of a
+        # rejected record made of its whole group (positioned at its first line), which may be
+        # in a later batch's `bad` and is then not one of that batch's `envelopes`.
         self.good: list[Envelope] = []
         self.bad: list[Envelope] = []
 

@@ -19,7 +19,20 @@ read); the source is not read further until one is acknowledged.
 Shutdown (`request_stop`, wired to SIGTERM/SIGINT by the CLI): the source stops
 reading, the writer drains what is queued, the committer commits, within
 `grace` seconds.  What cannot be delivered by then is not committed, so a
-source that can replay (Kafka, a checkpointed file) redoes it.
+source that can replay (Kafka, a checkpointed file) redoes it.  The run ends
+within `grace + STOP_MARGIN` seconds of `request_stop` whatever the sinks do:
+- at the deadline the reader and the writer (with the sink writes in flight)
+  are cancelled; a task still running `CANCEL_TIMEOUT` later (a sink that
+  ignores cancellation) is left behind, and a delivery that completes after
+  the deadline acknowledges nothing, so it can never be committed;
+- starting and closing the sinks and the source is bounded by the same
+  `deadline + STOP_MARGIN` once a stop was requested (a close that has not
+  finished by then is cancelled and abandoned; each gets at least
+  `CLOSE_SLICE`, reserved within the margin); without a stop request, a close
+  takes as long as it takes — until one comes;
+- `run()` then returns EXIT_DRAIN_INCOMPLETE: read input was left undelivered
+  (the deadline passed, or a sink was still failing when it did) or a close
+  was abandoned.  EXIT_OK means everything read was delivered and committed.
 
 Revocation (`drain`): a source that loses part of its input while running (a
 Kafka consumer-group rebalance) asks the pipeline to finish the in-flight
@@ -35,11 +48,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TextIO
 
 from pipeline.commit import Committer
-from pipeline.delivery import Delivery, RetryPolicy
+from pipeline.delivery import CANCEL_TIMEOUT, Delivery, RetryPolicy, cancel_and_wait
 from pipeline.envelope import Batch
 from pipeline.logs import emit
 from pipeline.process import Processor
@@ -51,6 +64,10 @@ from sinks.base import DeadLetter, Sink, SinkClosed, SinkError
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INPUT_UNREADABLE = 2
+EXIT_DRAIN_INCOMPLETE = 3  # stopped with read input undelivered (not committed) or a close abandoned
+
+STOP_MARGIN = 1.5  # seconds past the grace deadline for cancelling (CANCEL_TIMEOUT) and closing
+CLOSE_SLICE = 0.05  # a start or close reached after the margin is spent still gets this long
 
 
 class Pipeline:
@@ -76,6 +93,7 @@ class Pipeline:
         self.exit_code = EXIT_OK
         self.undelivered = 0
         self._running = False  # reader/writer tasks alive: acknowledgements can still arrive
+        self._cut_off = False  # the writer was given up on: a delivery completing now is not acknowledged
         self._ended = False  # run() returned
         self.delivery = Delivery(self.sinks, dead_letter, self.stats, retry=retry, log=log,
                                  deadline=lambda: self._deadline)
@@ -115,14 +133,22 @@ class Pipeline:
         return self.delivery.failing
 
     async def run(self) -> int:
+        """Run until the input ends, a sink fails for good, or a requested stop completes; the exit code."""
         try:
-            return await self._run()
+            self.exit_code = await self._run()
+            return self.exit_code
         finally:
             self._ended = True
 
+    @property
+    def ended(self) -> bool:
+        """`run()` returned; `exit_code` is then final."""
+        return self._ended
+
     async def _run(self) -> int:
         try:
-            await self.source.start()
+            if not await self._bounded(self.source.start()):
+                return self._abandoned(f"starting {self.source.name}")
         except SourceError as exc:
             self._say(str(exc), "error")
             return EXIT_INPUT_UNREADABLE
@@ -130,7 +156,8 @@ class Pipeline:
         try:
             for component in [*self.sinks, *([self.dead_letter] if self.dead_letter else [])]:
                 try:
-                    await component.start()
+                    if not await self._bounded(component.start()):
+                        return self._abandoned(f"starting {component.name}")
                 except SinkError as exc:  # e.g. an output topic missing and creation disabled
                     self._say(f"cannot start {component.name}: {exc}", "error", sink=component.name)
                     return EXIT_FAILED
@@ -143,11 +170,58 @@ class Pipeline:
             finally:
                 self._running = False
         finally:
-            for component in reversed(started):
-                await component.close()
-            await self.source.close()
+            await self._close([*reversed(started), self.source])
             self.reporter.close()
         return self.exit_code
+
+    async def _close(self, components: list[Any]) -> None:
+        """Close each in turn; one that fails or is abandoned (see `_bounded`) is reported, the rest still closed."""
+        for i, component in enumerate(components):
+            try:
+                # The ones after it keep their CLOSE_SLICE within the margin: the total stays within it.
+                finished = await self._bounded(component.close(), reserve=CLOSE_SLICE * (len(components) - 1 - i))
+            except Exception as exc:  # noqa: BLE001 - one failed close must not leave the others open
+                self._say(f"closing {component.name} failed: {exc!r}", "error")
+                if self.exit_code == EXIT_OK:
+                    self.exit_code = EXIT_FAILED
+                continue
+            if not finished:
+                self._abandoned(f"closing {component.name}")
+
+    def _abandoned(self, what: str) -> int:
+        self._say(f"{what} did not finish within the shutdown deadline; abandoned", "error")
+        if self.exit_code == EXIT_OK:
+            self.exit_code = EXIT_DRAIN_INCOMPLETE
+        return self.exit_code
+
+    async def _bounded(self, step: Awaitable[Any], reserve: float = 0.0) -> bool:
+        """Await a start or a close: unbounded until a stop is requested, then until its deadline + STOP_MARGIN.
+
+        (Less `reserve` seconds, but at least CLOSE_SLICE.)  False when that
+        limit passed first: the step is cancelled and left behind (not waited
+        for — it may ignore cancellation).  Its exception, if it finished by
+        raising, is raised.
+        """
+        task = asyncio.ensure_future(step)
+        try:
+            if not self._stopping.is_set():
+                stop_wait = asyncio.ensure_future(self._stopping.wait())
+                try:
+                    await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    stop_wait.cancel()
+            if not task.done():
+                assert self._deadline is not None  # request_stop sets it before the event
+                limit = max(self._deadline + STOP_MARGIN - reserve, time.monotonic() + CLOSE_SLICE)
+                await asyncio.wait({task}, timeout=limit - time.monotonic())
+        except asyncio.CancelledError:
+            await cancel_and_wait([task], timeout=0)
+            raise
+        if not task.done():
+            await cancel_and_wait([task], timeout=0)  # one loop turn: a step that honours it ends now
+            return False
+        task.result()
+        return True
 
     async def _supervise(self, reader: asyncio.Task[None], writer: asyncio.Task[None]) -> None:
         stop_wait = asyncio.create_task(self._stopping.wait())
@@ -157,8 +231,11 @@ class Pipeline:
             timeout = None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
             done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             if not done:  # the grace period ran out
-                self._say("shutdown grace period exceeded; undelivered batches are not committed", "error")
-                self.exit_code = EXIT_FAILED
+                self._say(f"shutdown grace period exceeded: {self.stats.in_flight_events} events in "
+                          f"{self.stats.in_flight_batches} batches undelivered; they are not committed", "error",
+                          undelivered_events=self.stats.in_flight_events,
+                          undelivered_batches=self.stats.in_flight_batches)
+                self.exit_code = EXIT_DRAIN_INCOMPLETE
                 break
             pending -= done
             if reader in done and reader.exception() is not None:
@@ -168,11 +245,15 @@ class Pipeline:
             if writer in done and writer.exception() is not None:
                 self._report_writer_failure(writer.exception())
                 break
-        for task in (reader, writer, stop_wait):
-            if not task.done():
-                task.cancel()
-        await asyncio.gather(reader, writer, stop_wait, return_exceptions=True)
-        self.undelivered += self._queue.qsize()
+        self._cut_off = True  # a delivery that completes from now on must not be acknowledged
+        # A bit longer than the delivery waits for its own cancelled writes: the writer normally ends first.
+        left = await cancel_and_wait([t for t in (reader, writer, stop_wait) if not t.done()],
+                                     CANCEL_TIMEOUT + CLOSE_SLICE)
+        if left:
+            names = ", ".join(sorted(t.get_name() for t in left))
+            self._say(f"{names} did not stop when cancelled (a sink or the source ignores cancellation); "
+                      f"left behind, nothing it still does is acknowledged", "error")
+        self.undelivered = self.stats.in_flight_batches
 
     async def drain(self, owns: Callable[[Batch], bool], timeout: float,
                     remainder: Callable[[Batch], Any] | None = None) -> bool:
@@ -210,37 +291,54 @@ class Pipeline:
         if isinstance(exc, SinkClosed):
             self._say(f"{exc}; stopping", "info")
             return
+        if isinstance(exc, SinkError) and exc.retryable:  # raised only once the shutdown deadline passed
+            self._say(f"{exc}; still failing when the shutdown grace period ran out: {self.stats.in_flight_events} "
+                      f"events undelivered, not committed", "error", undelivered_events=self.stats.in_flight_events)
+            self.exit_code = EXIT_DRAIN_INCOMPLETE
+            return
         self._say(str(exc), "error")
         self.exit_code = EXIT_FAILED
 
     # -- the two tasks -------------------------------------------------------
     async def _read(self) -> None:
+        ended = False  # the source's final batch was taken
         try:
             async for batch in self.source.batches():
-                batch.read_at = time.monotonic()
-                self.processor.process(batch)
-                self.stats.count_batch(batch)
-                for env in batch.bad:
-                    self.reporter.report(env)
-                self.committer.register(batch)
-                self.stats.in_flight_batches += 1
-                self.stats.in_flight_events += len(batch.envelopes)
-                await self._queue.put(batch)
+                ended = batch.final
+                await self._take(batch)
                 if self._stopping.is_set():
                     break
         except SourceError as exc:
             # What was read before the failure is still delivered and committed.
             self._say(str(exc), "error")
             self.exit_code = EXIT_INPUT_UNREADABLE
+        if not ended and self._stopping.is_set() and not getattr(self.source, "replays", True):
+            # A one-shot input (stdin, --input) stopped early: nobody reads it again, so what the
+            # decoder still holds (CRI partial lines) is dead-lettered now, as at the end of the input.
+            await self._take(Batch([], None, final=True))
         # Not in a `finally`: when cancelled, the writer is being cancelled too,
         # and waiting here for queue space would hang the cancellation.
         await self._queue.put(None)
+
+    async def _take(self, batch: Batch) -> None:
+        """Process a batch read from the source, register it with the committer, queue it for the writer."""
+        batch.read_at = time.monotonic()
+        self.processor.process(batch)
+        self.stats.count_batch(batch)
+        for env in batch.bad:
+            self.reporter.report(env)
+        self.committer.register(batch)
+        self.stats.in_flight_batches += 1
+        self.stats.in_flight_events += len(batch.envelopes)
+        await self._queue.put(batch)
 
     async def _write(self) -> None:
         ended = False
         while not ended and (batch := await self._next_batch()) is not None:
             group, ended = self._coalesce(batch)
             await self.delivery.deliver(group)
+            if self._cut_off:  # completed after the run gave up on it (a sink ignoring cancellation)
+                return
             self._acknowledge(group)
             await self._commit()
         await self._commit(force=True)

@@ -10,6 +10,11 @@ status, or raises `OSError`/`TimeoutError`/`asyncio.IncompleteReadError`/
 `HttpProtocolError` when no complete response arrived — the caller cannot
 know whether the server processed the request (at-least-once: it may retry).
 A connection is reused only after a complete response that allows it.
+One whose exchange was interrupted (an error, a timeout, a cancelled write at
+shutdown) is aborted, not closed: a graceful close would wait to flush a body
+the server does not read.  `close()` returns within `CLOSE_TIMEOUT` seconds
+(a TLS peer that never answers the close_notify would otherwise hold it for
+the event loop's 30 s SSL shutdown timeout).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from urllib.parse import urlsplit
 
 _MAX_HEADER_BYTES = 64 * 1024
 _MAX_BODY_BYTES = 16 * 1024 * 1024  # a collector's answer is small; a huge one is a broken peer
+CLOSE_TIMEOUT = 1.0  # seconds `close()` waits for idle connections to shut down cleanly before aborting them
 
 
 class HttpProtocolError(Exception):
@@ -36,6 +42,9 @@ class _Conn:
 
     def close(self) -> None:
         self.writer.close()
+
+    def abort(self) -> None:
+        self.writer.transport.abort()
 
 
 class HttpClient:
@@ -71,7 +80,7 @@ class HttpClient:
             return await self._exchange(_Conn(reader, writer), body, headers)
 
     async def _exchange(self, conn: _Conn, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
-        reusable = False
+        reusable = interrupted = False
         try:
             head = [f"POST {self.path} HTTP/1.1", f"Host: {self.host_header}", f"Content-Length: {len(body)}"]
             head += [f"{k}: {v}" for k, v in headers.items()]
@@ -83,11 +92,13 @@ class HttpClient:
             reusable = reusable and complete
             return status, response_headers, data
         except BaseException:
-            reusable = False
+            reusable, interrupted = False, True
             raise
         finally:
             if reusable and len(self._idle) < self.max_idle:
                 self._idle.append(conn)
+            elif interrupted:
+                conn.abort()
             else:
                 conn.close()
 
@@ -138,11 +149,23 @@ class HttpClient:
         return await reader.read(_MAX_BODY_BYTES), False
 
     async def close(self) -> None:
-        while self._idle:
-            conn = self._idle.pop()
+        idle, self._idle = self._idle, []
+        for conn in idle:
             conn.close()
-            with contextlib.suppress(OSError, ssl.SSLError):
-                await conn.writer.wait_closed()
+        closing = [asyncio.ensure_future(_closed(conn)) for conn in idle]
+        try:
+            if closing:
+                await asyncio.wait(closing, timeout=CLOSE_TIMEOUT)
+        finally:  # also when cancelled: nothing outlives close()
+            for conn, task in zip(idle, closing, strict=True):
+                if not task.done():
+                    task.cancel()
+                    conn.abort()
+
+
+async def _closed(conn: _Conn) -> None:
+    with contextlib.suppress(OSError, ssl.SSLError):
+        await conn.writer.wait_closed()
 
 
 async def _skip_trailers(reader: asyncio.StreamReader) -> None:

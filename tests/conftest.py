@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import os
+
 import orjson
 import pytest
+from hypothesis import settings
 
 from pipeline.codec import LineDecoder
 from pipeline.config import Config, build_classifier, build_tagger
 from pipeline.envelope import Batch, Envelope
 from pipeline.process import Processor
 from transforms.tag import Tagger
+
+# Hypothesis budgets: the default run stays quick; `scripts/fuzz` picks "fuzz" and its size
+# (--hypothesis-profile fuzz, TETRAPIPE_FUZZ_EXAMPLES). No deadline: CI machines are shared.
+settings.register_profile("default", max_examples=150, deadline=None)
+settings.register_profile("fuzz", max_examples=int(os.environ.get("TETRAPIPE_FUZZ_EXAMPLES", "5000")),
+                          deadline=None, print_blob=True)
 
 
 @pytest.fixture(scope="session")

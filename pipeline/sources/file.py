@@ -18,7 +18,13 @@ offset)`: the identity of the file the batch came from and the offset just
 after its last *complete* line.  A partial last line (its newline not written
 yet) is not handed over and not counted, so a checkpoint never points into
 the middle of a line (`pipeline.sources.followed`).  Each envelope carries a `LinePosition(file, offset)`
-of its line's first byte, which `describe()` renders as "tetragon.log offset N".
+of its line's first byte, which `describe()` renders as "tetragon.log offset N".  A line over
+`max_line` bytes is rejected as `too_large` once its newline is read (with `spill`, its whole
+bytes travel with it for a file dead letter); until then the checkpoint stays before it.
+
+The input never ends, so no batch is `final`: CRI partial lines still waiting for their final
+line at a stop are not rejected — the checkpoint stays before the batch that read them
+(`pipeline.process`), and the next run reads them again.
 
 The checkpoint.  `commit(position)` is called by the committer only with the
 position of the longest prefix of batches that every sink acknowledged, so
@@ -48,13 +54,12 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, Literal, TextIO
 
-from pipeline.codec import BadInput
 from pipeline.envelope import Batch, Envelope
 from pipeline.logs import emit
 from pipeline.sources.base import SourceError
 from pipeline.sources.checkpoint import Checkpoint, FilePosition
 from pipeline.sources.followed import Followed, LinePosition, last_line_boundary
-from pipeline.sources.lines import Oversized
+from pipeline.sources.lines import Oversized, Spill, too_large
 from pipeline.sources.reader import unless_stopped
 from pipeline.sources.rotation import FileId, names_with_inode, rotated_after
 
@@ -74,7 +79,7 @@ class FollowSource:
 
     def __init__(self, path: str, checkpoint_path: str, *, poll_interval: float = 0.25,
                  chunk_size: int = DEFAULT_CHUNK, max_line: int = DEFAULT_MAX_LINE,
-                 start_at: StartAt = "beginning", log: TextIO | None = None) -> None:
+                 start_at: StartAt = "beginning", log: TextIO | None = None, spill: Spill | None = None) -> None:
         if start_at not in ("beginning", "end"):
             raise ValueError(f"start_at must be 'beginning' or 'end', not {start_at!r}")
         self.path = os.path.abspath(path)
@@ -85,6 +90,7 @@ class FollowSource:
         self.max_line = max_line
         self.start_at = start_at
         self.log = log  # None: stderr (pipeline.logs)
+        self.spill = spill  # where the whole of a line over max_line goes (a file dead letter's spool)
         self._file: Followed | None = None
         self._stopping = False
         self._stop_requested: asyncio.Event | None = None
@@ -205,7 +211,7 @@ class FollowSource:
         return f
 
     def _open(self, path: str) -> Followed | None:
-        return Followed.open(path, self.max_line)
+        return Followed.open(path, self.max_line, self.spill)
 
     # -- following -------------------------------------------------------------
     async def batches(self) -> AsyncIterator[Batch]:
@@ -242,14 +248,17 @@ class FollowSource:
 
     def _consume(self, f: Followed, chunk: bytes) -> Batch | None:
         """The complete lines `chunk` ends, as a batch positioned after the last of them."""
+        oversized = f.splitter.oversized
         lines, starts = f.split(chunk)
-        return self._batch(f, lines, starts) if lines else None
+        return self._batch(f, lines, starts, oversized) if lines else None
 
-    def _batch(self, f: Followed, lines: list[bytes], starts: list[int]) -> Batch:
-        envelopes = [Envelope(line, LinePosition(f.label, start)) for line, start in zip(lines, starts, strict=True)]
-        for env in envelopes:
-            if type(env.raw) is Oversized:
-                env.error = BadInput("too_large", f"line longer than {self.max_line} bytes (head kept)")
+    def _batch(self, f: Followed, lines: list[bytes], starts: list[int], oversized: int) -> Batch:
+        label = f.label
+        envelopes = [Envelope(line, LinePosition(label, start)) for line, start in zip(lines, starts, strict=True)]
+        if f.splitter.oversized != oversized:  # only then is there a line to look for
+            for env in envelopes:
+                if type(env.raw) is Oversized:
+                    env.error = too_large(env.raw, self.max_line)
         return Batch(envelopes, f.position())
 
     async def _at_end(self, f: Followed) -> Batch | None:
@@ -280,8 +289,9 @@ class FollowSource:
 
         A last line without a newline is handed over: the rotated file will not grow any more.
         """
+        oversized = old.splitter.oversized
         last = old.finish()
-        batch = self._batch(old, [last[0]], [last[1]]) if last is not None else None
+        batch = self._batch(old, [last[0]], [last[1]], oversized) if last is not None else None
         mtime_ns = os.fstat(old.fd).st_mtime_ns
         os.close(old.fd)
         self._file = self._next_rotated(mtime_ns) or self._open(self.path)

@@ -2,7 +2,10 @@
 
 Positions here are byte offsets into one file (identified by dev + inode).
 `line_start` is the offset after the last *complete* line: what a batch's
-commit position carries, so a checkpoint never points into a line.
+commit position carries, so a checkpoint never points into a line — also not
+into a line over `max_line` bytes, which the splitter hands over (rejected,
+with its whole bytes spilled when a spill is given) only once its newline is
+read.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import NamedTuple
 
 from pipeline.sources.base import SourceError
 from pipeline.sources.checkpoint import FilePosition
-from pipeline.sources.lines import LineSplitter
+from pipeline.sources.lines import LineSplitter, Spill
 
 
 class LinePosition(NamedTuple):
@@ -35,11 +38,10 @@ class Followed:
     splitter: LineSplitter
     read_offset: int = 0  # the next byte to read
     line_start: int = 0  # first byte of the unfinished line = offset after the last complete line
-    skipping: bool = False  # mirrors the splitter: inside an oversized line, dropping bytes to its newline
     rotated_at: float | None = None  # monotonic time a new file was seen at the followed path
 
     @classmethod
-    def open(cls, path: str, max_line: int) -> Followed | None:
+    def open(cls, path: str, max_line: int, spill: Spill | None = None) -> Followed | None:
         """`path` opened for reading, its identity from the descriptor (not a racy stat by name); None if absent."""
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -48,7 +50,7 @@ class Followed:
         except OSError as exc:  # e.g. no permission: waiting would not help
             raise SourceError(f"cannot open {path}: {exc}") from None
         st = os.fstat(fd)
-        return cls(fd, st.st_dev, st.st_ino, path, max_line, LineSplitter(max_line))
+        return cls(fd, st.st_dev, st.st_ino, path, max_line, LineSplitter(max_line, spill))
 
     @property
     def ident(self) -> tuple[int, int]:
@@ -68,8 +70,7 @@ class Followed:
     def rewind(self) -> None:
         """Forget everything read: the file was truncated, its unfinished line is gone."""
         self.seek(0)
-        self.skipping = False
-        self.splitter = LineSplitter(self.max_line)
+        self.splitter.discard()
 
     def split(self, chunk: bytes) -> tuple[list[bytes], list[int]]:
         """Feed the next `chunk` read at `read_offset`: the lines it completes and each one's start offset."""
@@ -92,25 +93,17 @@ class Followed:
     def _line_starts(self, chunk: bytes, base: int) -> list[int]:
         """Offsets of the lines the splitter returns for `chunk`; advances `line_start`.
 
-        Mirrors LineSplitter's rules: a newline ends a line, except the one
-        ending an oversized line whose head was already returned; an
-        unfinished line longer than `max_line` is returned (as its head) at
-        once, but it is not complete, so `line_start` stays at its start.
+        Mirrors LineSplitter's rule: every newline ends exactly one line
+        (oversized ones included), which starts where the previous one ended.
         """
         starts: list[int] = []
         start = self.line_start
         nl = chunk.find(b"\n")
         while nl >= 0:
-            if self.skipping:
-                self.skipping = False
-            else:
-                starts.append(start)
+            starts.append(start)
             start = base + nl + 1
             nl = chunk.find(b"\n", nl + 1)
         self.line_start = start
-        if not self.skipping and self.read_offset - start > self.max_line:
-            starts.append(start)
-            self.skipping = True
         return starts
 
 

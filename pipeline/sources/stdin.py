@@ -7,6 +7,12 @@ input trickles (no added latency).  Positions: each envelope carries its
 1-based line number; a `file` batch carries the byte offset after it, which is
 what a checkpoint would store.  The next chunk is read only when the pipeline
 asks for the next batch — a full pipeline stops the reading.
+
+At the end of the input the last batch is marked `final` (an empty one when
+the input ended with a newline), so what the processor still buffers is
+rejected rather than lost.  A line over `max_line` bytes is rejected as
+`too_large` once its newline is read (see `pipeline.sources.lines`; with
+`spill`, the whole line travels with it for a file dead letter).
 """
 
 from __future__ import annotations
@@ -19,10 +25,9 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-from pipeline.codec import BadInput
 from pipeline.envelope import Batch, Envelope
 from pipeline.sources.base import SourceError
-from pipeline.sources.lines import LineSplitter, Oversized
+from pipeline.sources.lines import LineSplitter, Oversized, Spill, too_large
 from pipeline.sources.reader import ThreadedReader, unless_stopped
 
 DEFAULT_CHUNK = 1 << 20
@@ -31,10 +36,12 @@ DEFAULT_MAX_LINE = 16 << 20
 
 class _FdLineSource:
     name = "fd"
+    replays = False  # read once: after a stop, what was not read is gone (the runner flushes the decoder)
 
-    def __init__(self, *, chunk_size: int = DEFAULT_CHUNK, max_line: int = DEFAULT_MAX_LINE) -> None:
+    def __init__(self, *, chunk_size: int = DEFAULT_CHUNK, max_line: int = DEFAULT_MAX_LINE,
+                 spill: Spill | None = None) -> None:
         self.chunk_size = chunk_size
-        self.splitter = LineSplitter(max_line)
+        self.splitter = LineSplitter(max_line, spill)
         self._fd: int | None = None
         self._reader: ThreadedReader | None = None
         self._stopping = False
@@ -72,33 +79,37 @@ class _FdLineSource:
     async def commit(self, position: Any) -> None:
         return None  # one-shot reads keep no checkpoint
 
-    def _batch(self, lines: list[bytes], consumed: int) -> Batch:
+    def _batch(self, lines: list[bytes], consumed: int, oversized: int, *, final: bool = False) -> Batch:
         first = self._line + 1
         self._line += len(lines)
         self._offset += consumed
         envelopes = [Envelope(line, first + i) for i, line in enumerate(lines)]
-        for env in envelopes:
-            if type(env.raw) is Oversized:
-                env.error = BadInput("too_large", f"line longer than {self.splitter.max_line} bytes (head kept)")
-        return Batch(envelopes, self._offset)
+        if self.splitter.oversized != oversized:  # only then is there a line to look for
+            for env in envelopes:
+                if type(env.raw) is Oversized:
+                    env.error = too_large(env.raw, self.splitter.max_line)
+        return Batch(envelopes, self._offset, final=final)
 
     async def batches(self) -> AsyncIterator[Batch]:
         assert self._reader is not None, "start() first"
         self._stop_requested = asyncio.Event()
         if self._stopping:
             self._stop_requested.set()
+        splitter = self.splitter
         while not self._stopping:
             chunk = await self._read_unless_stopped()
             if not chunk:
                 break
-            lines = self.splitter.feed(chunk)
+            oversized = splitter.oversized
+            lines = splitter.feed(chunk)
             if lines:
-                yield self._batch(lines, len(chunk))
+                yield self._batch(lines, len(chunk), oversized)
             else:
                 self._offset += len(chunk)
-        last = self.splitter.finish()
-        if last is not None and not self._stopping:
-            yield self._batch([last], 0)
+        if not self._stopping:  # the end of the input (after a stop, the pipeline reads no further)
+            oversized = splitter.oversized
+            last = splitter.finish()
+            yield self._batch([last] if last is not None else [], 0, oversized, final=True)
 
     async def _read_unless_stopped(self) -> bytes:
         """The next chunk; b"" at end of input or when stop() comes while waiting for input.

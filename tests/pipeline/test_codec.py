@@ -79,6 +79,7 @@ def test_cri_partial_lines_are_bounded():
     (b"\x00\xff\xfe garbage", "invalid_json"),
     (b'{"process_exec": {"process": {"binary": "\xff"}}}', "invalid_utf8"),
     (b'{"process_exit": {"process": {"binary": "/bin/\xed\xa0\x80"}}}', "invalid_utf8"),  # a surrogate
+    (b'{"process_exec": {"\xc3\x28": 1}}', "invalid_utf8"),  # in a key the lean model skips
     (b'{"log": {"process_exec": {"process": {"binary": "\xff"}}}}', "invalid_utf8"),
     (b'2024-01-01T00:00:00Z stdout F {"process_exec": {"process": {"binary": "\xff"}}}', "invalid_utf8"),
     (b'{"process_exec": {"process": {"binary": "ok"}}', "invalid_json"),

@@ -12,12 +12,17 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
+from pipeline.codec import LineDecoder
 from pipeline.commit import Committer
-from pipeline.runner import EXIT_FAILED, EXIT_OK, Pipeline, RetryPolicy
+from pipeline.deadletter import FileDeadLetter
+from pipeline.process import Processor
+from pipeline.report import BadInputReporter
+from pipeline.runner import EXIT_DRAIN_INCOMPLETE, EXIT_FAILED, EXIT_OK, Pipeline, RetryPolicy
 from pipeline.sources import source_class
 from pipeline.sources.base import SourceError
 from pipeline.sources.checkpoint import FilePosition, write_atomically
@@ -221,7 +226,7 @@ async def test_restart_continues_exactly_after_the_last_acknowledged_line(proces
     stuck.release = asyncio.Event()  # never set: every write hangs
     with Run(processor, log, ckpt, sink=stuck, grace=0.2) as run:
         await until(lambda: stuck.attempts >= 1)
-        assert await run.stop() == EXIT_FAILED
+        assert await run.stop() == EXIT_DRAIN_INCOMPLETE
     assert checkpoint(ckpt)["offset"] == acked
 
     # A run whose sink fails for good: same.
@@ -338,8 +343,17 @@ async def test_file_removed_and_recreated_while_running(processor, files):
         await run.stop()
 
 
+async def take(batches: Any, n: int, got: list[tuple[bytes, int]], commits: list[FilePosition]) -> None:
+    """Pull batches until `got` holds `n` (raw, offset) pairs; their commit positions into `commits`."""
+    while len(got) < n:
+        batch = await asyncio.wait_for(anext(batches), WAIT)
+        got.extend((e.raw, e.position.offset) for e in batch)
+        commits.append(batch.commit_position)
+
+
 async def test_positions_stay_exact_around_oversized_lines(files):
-    """Offsets of lines and of the commit position, whatever the chunking, with lines over `max_line`."""
+    """Offsets of lines and of the commit position, whatever the chunking, with lines over `max_line`;
+    an oversized line comes whole (spilled) once its newline is written, never before."""
     log, ckpt = files
     records = [b"a" * 5, b"b" * 40, b"c" * 3, b"d" * 25, b"e"]  # max_line 20: b and d are oversized
     data = b"".join(r + b"\n" for r in records)
@@ -348,21 +362,26 @@ async def test_positions_stay_exact_around_oversized_lines(files):
         log.write_bytes(data + b"f" * 30)  # an unfinished oversized line at the end
         ckpt.unlink(missing_ok=True)
         source = FollowSource(str(log), str(ckpt), poll_interval=POLL, chunk_size=chunk_size, max_line=20,
-                              log=io.StringIO())
+                              log=io.StringIO(), spill=io.BytesIO)
         await source.start()
         got: list[tuple[bytes, int]] = []
-        last: FilePosition | None = None
+        commits: list[FilePosition] = []
         batches = source.batches()
-        while len(got) < len(records) + 1:
-            batch = await asyncio.wait_for(anext(batches), WAIT)
-            got += [(e.raw, e.position.offset) for e in batch]
-            last = batch.commit_position
+        await take(batches, len(records), got, commits)
+        assert commits[-1].offset == len(data)  # never past the unfinished line
+        pending = asyncio.ensure_future(take(batches, len(records) + 1, got, commits))
+        await asyncio.sleep(5 * POLL)
+        assert not pending.done()  # the unfinished oversized line waits for its newline
+        append(log, b"f" * 10 + b"\n")
+        await asyncio.wait_for(pending, WAIT)
         source.stop()
         await batches.aclose()
         await source.close()
         assert [off for _, off in got] == [*starts, len(data)], chunk_size
         assert [type(raw) is Oversized for raw, _ in got] == [False, True, False, True, False, True]
-        assert last is not None and last.offset == len(data)  # never past the unfinished line
+        assert [raw.spool.read() for raw, _ in got if type(raw) is Oversized] == [b"b" * 40, b"d" * 25, b"f" * 40]
+        assert [e for e, _ in got if type(e) is Oversized] == [b"b" * 20, b"d" * 20, b"f" * 20]
+        assert commits[-1].offset == len(data) + 41
 
 
 async def test_stop_while_idle_ends_batches_promptly(files):
@@ -511,3 +530,60 @@ async def test_backlog_is_the_unacknowledged_rest_of_the_followed_file(processor
         await run.delivered(15)
         await until(lambda: run.source.backlog() == {str(log): 0}, what=lambda: str(run.source.backlog()))
         assert await run.stop() == EXIT_OK
+
+
+def cri_line(tag: str, payload: bytes) -> bytes:
+    return b"2024-05-14T09:00:00.1Z stdout " + tag.encode() + b" " + payload + b"\n"
+
+
+async def test_a_stop_between_partial_cri_lines_and_their_final_line_loses_nothing(processor, files):
+    """The checkpoint stays before a group of P lines still waiting for their F line: the next run
+    reads them again and joins them (nothing is rejected at a stop: the file is read on later).
+    The batch holding them is not checkpointed at all, so its complete lines come again too
+    (at-least-once: duplicates, never loss)."""
+    log, ckpt = files
+    event = line(2)[:-1]
+    log.write_bytes(cri_line("F", line(0)[:-1]) + cri_line("F", line(1)[:-1]) + cri_line("P", event[:40]))
+    def events(run: Run) -> list[bytes]:
+        return [e.decoded.raw for e in run.sink.delivered]
+
+    fresh = Processor(processor.tagger, processor.classifier, LineDecoder())
+    with Run(fresh, log, ckpt) as run:
+        await until(lambda: len(run.sink.delivered) >= 2)
+        await asyncio.sleep(5 * POLL)
+        assert await run.stop() == EXIT_OK
+        assert events(run) == [line(0)[:-1], line(1)[:-1]]
+    assert not ckpt.exists()  # one batch, ending inside the group: nothing committed
+    append(log, cri_line("F", event[40:]) + cri_line("F", line(3)[:-1]))
+    fresh = Processor(processor.tagger, processor.classifier, LineDecoder())
+    with Run(fresh, log, ckpt) as run:
+        await until(lambda: len(run.sink.delivered) >= 4)
+        await until(lambda: run.source.checkpointed is not None)
+        assert await run.stop() == EXIT_OK
+        assert events(run) == [line(0)[:-1], line(1)[:-1], event, line(3)[:-1]]
+    assert checkpoint(ckpt)["offset"] == log.stat().st_size
+
+
+async def test_an_oversized_line_reaches_the_file_dead_letter_whole_and_is_checkpointed_past(processor, files,
+                                                                                            tmp_path):
+    log, ckpt = files
+    big = b'{"process_exec":{"process":{"binary":"/bin/big","arguments":"' + b"x" * 200_000 + b'"}}}'
+    log.write_bytes(lines(0, 2) + big + b"\n" + lines(2, 1))
+    dead = FileDeadLetter(str(tmp_path / "dead.jsonl"))
+    sink = ScriptedSink()
+    source = FollowSource(str(log), str(ckpt), poll_interval=POLL, chunk_size=4096, max_line=16 << 10,
+                          log=io.StringIO(), spill=dead.spool)
+    pipeline = Pipeline(source, processor, [sink], dead_letter=dead, log=io.StringIO(), grace=5.0,
+                        committer=Committer(source.commit, interval=0.01),
+                        reporter=BadInputReporter(io.StringIO(), describe=source.describe))
+    task = asyncio.ensure_future(pipeline.run())
+    try:
+        await until(lambda: len(sink.delivered) >= 3)
+        await until(lambda: source.checkpointed is not None and source.checkpointed.offset == log.stat().st_size)
+        pipeline.request_stop()
+        assert await asyncio.wait_for(task, WAIT) == EXIT_OK
+    finally:
+        task.cancel()
+    assert seqs(sink) == [0, 1, 2]
+    assert (tmp_path / "dead.jsonl").read_bytes() == big + b"\n"
+    assert pipeline.stats.bad == {"too_large": 1} and pipeline.stats.dead_lettered == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import random
 
 import pytest
@@ -36,11 +37,64 @@ def test_oversized_lines_keep_their_place_and_are_bounded(chunk):
     assert out[1] == b"x" * 100
 
 
-def test_unterminated_oversized_tail_is_reported_once():
+def test_an_oversized_line_is_returned_once_when_its_newline_comes():
     splitter = LineSplitter(10)
-    out = splitter.feed(b"ok\n" + b"z" * 50)
-    assert out[0] == b"ok" and type(out[1]) is Oversized
+    assert splitter.feed(b"ok\n" + b"z" * 50) == [b"ok"]
     assert splitter.feed(b"z" * 50) == []
-    assert splitter.feed(b"zz\nnext\n") == [b"next"]
+    out = splitter.feed(b"zz\nnext\n")
+    assert out == [b"z" * 10, b"next"] and type(out[0]) is Oversized
+    assert out[0].size == 102 and out[0].spool is None  # no spill: only the head is kept
     assert splitter.finish() is None
     assert splitter.oversized == 1
+
+
+def test_an_unterminated_oversized_line_is_returned_by_finish():
+    splitter = LineSplitter(10)
+    assert splitter.feed(b"ok\n" + b"z" * 50) == [b"ok"]
+    last = splitter.finish()
+    assert type(last) is Oversized and last.size == 50 and last == b"z" * 10
+    assert splitter.oversized == 1
+
+
+def spill_into(spools: list[io.BytesIO]):
+    def spill() -> io.BytesIO:
+        spools.append(io.BytesIO())
+        return spools[-1]
+    return spill
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 150, 10_000])
+def test_a_spilled_oversized_line_is_kept_whole_in_its_spool(chunk):
+    big1, big2 = bytes(range(256)).replace(b"\n", b"") * 3, b"y" * 1000
+    data = b"short1\n" + big1 + b"\nshort2\n" + big2 + b"\r\nshort3\n" + b"z" * 500  # the last: no newline
+    spools: list[io.BytesIO] = []
+    splitter = LineSplitter(100, spill_into(spools))
+    out: list[bytes] = []
+    for i in range(0, len(data), chunk):
+        out += splitter.feed(data[i:i + chunk])
+        assert len(splitter._tail) <= 100  # noqa: SLF001 - memory bound: never a whole long line
+    last = splitter.finish()
+    assert last is not None
+    out.append(last)
+    assert [type(x) is Oversized for x in out] == [False, True, False, True, False, True]
+    wholes = [x.spool.read() for x in out if type(x) is Oversized]
+    assert wholes == [big1, big2 + b"\r", b"z" * 500]
+    assert [x.size for x in out if type(x) is Oversized] == [len(big1), len(big2) + 1, 500]
+    assert all(len(x) <= 100 for x in out)
+
+
+def test_a_spill_that_fails_keeps_the_head():
+    def broken() -> io.BytesIO:
+        raise OSError("read-only file system")
+    splitter = LineSplitter(10, broken)
+    out = splitter.feed(b"x" * 30 + b"\n")
+    assert type(out[0]) is Oversized and out[0] == b"x" * 10 and out[0].spool is None and out[0].size == 30
+
+
+def test_discard_forgets_an_unfinished_oversized_line():
+    spools: list[io.BytesIO] = []
+    splitter = LineSplitter(10, spill_into(spools))
+    splitter.feed(b"x" * 30)
+    splitter.discard()
+    assert spools[0].closed
+    assert splitter.feed(b"ok\n") == [b"ok"]
