@@ -1,0 +1,1 @@
+"""Clients shared by sources, sinks and transforms (connection settings, API watches)."""

@@ -1,0 +1,1 @@
+"""Output formats: a processed event -> the bytes (or OTLP record) a sink sends."""

@@ -1,0 +1,267 @@
+"""ECS 9.4 field sets built from Tetragon objects: `process` (+ `parent`), `container`, `orchestrator`, network.
+
+Compatible with Elastic's Tetragon integration (packages/tetragon ingest pipeline) where it can
+be: `process.executable`/`working_directory`/`pid`/`entity_id` (exec_id)/`thread.id`/`user.id`
+(a string)/`start`, the same for `process.parent.*`, `container.name`/`image.name`,
+`orchestrator.namespace`, `orchestrator.resource.name` (pod) and `.parent.type` (workload kind),
+`orchestrator.cluster.name`, `host.name`.  Where ECS says otherwise this follows ECS and says so:
+
+- `process.args` starts with the executable (ECS: "starting with the absolute path to the
+  executable"); the integration keeps only the arguments.  Both split the argument string at
+  whitespace (Tetragon sends one string; quotes are not interpreted).
+- `container.id` is the bare id (`containerd://` goes to `container.runtime`), as Elastic's
+  Kubernetes metadata has it, so events join with other Kubernetes data; the integration keeps
+  the prefix.
+- With Tetragon's `process_credentials` (enable-process-cred), `process.user.id` is the effective
+  uid (ECS: "the effective user"), `real_user`/`saved_user` and the `group` fields the others;
+  without them `process.user.id` is Tetragon's `uid`, as in the integration.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tetrapipe.formats._common import (
+    IANA_NUMBERS,
+    basename,
+    clean_ip,
+    epoch_ms,
+    find_socket,
+    memo_put,
+    socket_endpoints,
+    split_container_id,
+    split_image,
+)
+
+_CAPS: dict[str, str] = {}
+_INT_OR_NONE = (int, type(None))
+_NETWORK_TYPES = {"AF_INET": "ipv4", "AF_INET6": "ipv6"}
+# Memos of objects that repeat across events (the same exec, the same pod): shared by every
+# result that uses them, so results are read-only.
+_CORES: dict[Any, dict[str, Any]] = {}
+_PODS: dict[Any, tuple[dict[str, Any] | None, dict[str, Any] | None, str | None]] = {}
+
+
+def process(p: dict[str, Any], parent: Any = None) -> dict[str, Any]:
+    """ECS `process` of a Tetragon process, with `process.parent` when `parent` is a dict."""
+    out = dict(_core(p))
+    cap = p.get("cap")
+    if type(cap) is dict:
+        caps = {k: [_cap(c) for c in cap[k]] for k in ("effective", "permitted") if type(cap.get(k)) is list}
+        if caps:
+            out["thread"] = {**out.get("thread", {}), "capabilities": caps}
+    creds = p.get("process_credentials")
+    if type(creds) is dict:
+        _credentials(out, creds)
+    pod = p.get("pod")
+    if type(pod) is dict:
+        c = pod.get("container")
+        if type(c) is dict and type(c.get("pid")) is int:
+            out["vpid"] = c["pid"]
+    if type(parent) is dict:
+        out["parent"] = _core(parent)
+    return out
+
+
+def _core(p: dict[str, Any]) -> dict[str, Any]:
+    """The fields fixed per exec (pid, entity_id, executable, args, start, user, thread).
+
+    Memoised by every field it reads (an exact memo: a garbled event never changes another's result).
+    """
+    key = (p.get("exec_id"), p.get("pid"), p.get("start_time"), p.get("binary"), p.get("arguments"), p.get("tid"),
+           p.get("cwd"), p.get("uid"))
+    exec_id = key[0] if type(key[0]) is str and key[0] else None
+    # Only exact types are memoised: True == 1 as a dict key, but a bool pid is left out, an int one is not.
+    memo = exec_id is not None and type(key[1]) is int and type(key[5]) in _INT_OR_NONE \
+        and type(key[7]) in _INT_OR_NONE
+    if memo:
+        try:
+            hit = _CORES.get(key)
+        except TypeError:  # a malformed event with a list or object where a scalar belongs
+            hit, memo = None, False
+        if hit is not None:
+            return hit
+    out: dict[str, Any] = {}
+    v = key[1]
+    if type(v) is int:
+        out["pid"] = v
+    if exec_id:
+        out["entity_id"] = exec_id
+    binary = key[3]
+    if type(binary) is str and binary:
+        out["executable"] = binary
+        out["name"] = basename(binary)
+        args = key[4]
+        if type(args) is str and args:
+            out["args"] = [binary, *args.split()]
+            out["command_line"] = f"{binary} {args}"
+        else:
+            out["args"] = [binary]
+            out["command_line"] = binary
+        out["args_count"] = len(out["args"])
+    v = key[6]
+    if type(v) is str and v:
+        out["working_directory"] = v
+    v = key[2]
+    if is_date(v):  # a value Elasticsearch cannot parse as a date would reject the whole document
+        out["start"] = v
+    v = key[7]
+    if type(v) is int:
+        out["user"] = {"id": str(v)}
+    v = key[5]
+    if type(v) is int:
+        out["thread"] = {"id": v}
+    if memo:
+        memo_put(_CORES, key, out)
+    return out
+
+
+def is_date(v: Any) -> bool:
+    """Whether `v` is a time Elasticsearch's date type takes (Tetragon's RFC 3339 text)."""
+    return epoch_ms(v) is not None
+
+
+def _credentials(out: dict[str, Any], creds: dict[str, Any]) -> None:
+    for field, key in (("user", "euid"), ("real_user", "uid"), ("saved_user", "suid"),
+                       ("group", "egid"), ("real_group", "gid"), ("saved_group", "sgid")):
+        v = creds.get(key)
+        if type(v) is int:
+            out[field] = {"id": str(v)}
+
+
+def _cap(name: str) -> str:
+    """Tetragon writes some capabilities without `CAP_` (`DAC_OVERRIDE`); ECS uses the kernel's names."""
+    if type(name) is not str:
+        return str(name)
+    hit = _CAPS.get(name)
+    if hit is None:
+        hit = name if name.startswith("CAP_") else "CAP_" + name
+        memo_put(_CAPS, name, hit)
+    return hit
+
+
+def container_and_orchestrator(doc: dict[str, Any], event: dict[str, Any], p: Any) -> str | None:
+    """Set `container.*` and `orchestrator.*` from the process's pod and the cluster; return the workload name."""
+    pod = p.get("pod") if type(p) is dict else None
+    cluster = event.get("cluster_name")
+    key: Any = None
+    if type(pod) is dict:
+        c, labels = pod.get("container"), pod.get("pod_labels")
+        image = c.get("image") if type(c) is dict else None
+        key = (cluster, pod.get("namespace"), pod.get("name"), pod.get("workload"), pod.get("workload_kind"),
+               tuple(labels.items()) if type(labels) is dict else None,
+               (c.get("id"), c.get("name")) if type(c) is dict else None,
+               (image.get("name"), image.get("id")) if type(image) is dict else None)
+    else:
+        key = (cluster,)
+    try:
+        hit = _PODS.get(key)
+    except TypeError:  # a malformed event with a list or object where a name belongs
+        key, hit = None, None
+    if hit is None:
+        hit = _pod_fields(cluster, pod)
+        if key is not None:
+            memo_put(_PODS, key, hit)
+    container, orch, workload = hit
+    if container:
+        doc["container"] = container
+    if orch:
+        doc["orchestrator"] = orch
+    return workload
+
+
+def _pod_fields(cluster: Any, pod: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None, str | None]:
+    orch: dict[str, Any] = {}
+    if type(cluster) is str and cluster:
+        orch["cluster"] = {"name": cluster}
+    workload, container = None, None
+    if type(pod) is dict:
+        orch["type"] = "kubernetes"
+        v = pod.get("namespace")
+        if type(v) is str and v:
+            orch["namespace"] = v
+        res: dict[str, Any] = {"type": "pod"}
+        v = pod.get("name")
+        if type(v) is str and v:
+            res["name"] = v
+        v = pod.get("workload_kind")
+        if type(v) is str and v:
+            res["parent"] = {"type": v}
+        labels = pod.get("pod_labels")
+        if type(labels) is dict and labels:
+            res["label"] = [f"{k}:{v}" for k, v in labels.items()]
+        orch["resource"] = res
+        workload = pod.get("workload")
+        c = pod.get("container")
+        if type(c) is dict:
+            container = _container(c) or None
+    return container, orch or None, workload if type(workload) is str and workload else None
+
+
+def _container(c: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    cid = c.get("id")
+    if type(cid) is str and cid:
+        out["id"], runtime = split_container_id(cid)
+        if runtime:
+            out["runtime"] = runtime
+    v = c.get("name")
+    if type(v) is str and v:
+        out["name"] = v
+    image = c.get("image")
+    if type(image) is dict:
+        img: dict[str, Any] = {}
+        name = image.get("name")
+        if type(name) is str and name:
+            img["name"] = name
+            tag = split_image(name)[1]
+            if tag:
+                img["tag"] = [tag]
+        image_id = image.get("id")
+        if type(image_id) is str and "@" in image_id:
+            img["hash"] = {"all": [image_id.rpartition("@")[2]]}
+        if img:
+            out["image"] = img
+    return out
+
+
+def network(doc: dict[str, Any], body: dict[str, Any], egress: Any, action: str) -> None:
+    """`source`, `destination` and `network` of a connection hook (endpoint rules as in the OCSF mapping)."""
+    found = find_socket(body)
+    if found is None:
+        if egress and egress.get("daddr"):
+            doc["destination"] = _endpoint(egress.get("daddr"), egress.get("dport")) or {}
+        return
+    lip, lport, rip, rport, transport = socket_endpoints(*found)
+    local, remote = _endpoint(lip, lport), _endpoint(rip, rport)
+    src, dst = (remote, local) if action == "accept" else (local, remote)
+    if src:
+        doc["source"] = src
+    if dst:
+        doc["destination"] = dst
+    net: dict[str, Any] = {}
+    if transport:
+        net["transport"] = transport
+        num = IANA_NUMBERS.get(transport)
+        if num is not None:
+            net["iana_number"] = str(num)
+    family = found[1].get("family")
+    kind = _NETWORK_TYPES.get(family) if type(family) is str else None
+    if kind:
+        net["type"] = kind
+    if action == "connect":
+        net["direction"] = "egress"  # host-based monitoring: the host's point of view (ECS)
+    elif action == "accept":
+        net["direction"] = "ingress"
+    if net:
+        doc["network"] = net
+
+
+def _endpoint(ip: Any, port: Any) -> dict[str, Any] | None:
+    ip = clean_ip(ip)  # ECS's ip type takes no zone index (fe80::1%eth0)
+    if ip is None:
+        return None
+    ep: dict[str, Any] = {"ip": ip}
+    if type(port) is int and 0 <= port <= 65535:
+        ep["port"] = port
+    return ep

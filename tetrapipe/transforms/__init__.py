@@ -1,0 +1,1 @@
+"""Transforms: verbs, pure, compiled once at load."""

@@ -1,0 +1,134 @@
+"""Tetragon export filters: allow/deny lists in the shape of ``--export-allowlist``/``--export-denylist``.
+
+Contract:
+
+* ``compile_filters(allow, deny, *, path="filters", enable_pid_set=False) -> ExportFilter``.  Each
+  list holds Tetragon ``Filter`` objects as JSON/YAML dicts (``{"event_set": ["PROCESS_EXEC"],
+  "namespace": ["default"]}``); ``parse_filter_list(text)`` reads Tetragon's flag/Helm form (JSON
+  objects one after another, usually one per line) into such a list.
+* ``ExportFilter(event, event_type) -> bool``: the event passes if it matches some allow item (or
+  the allow list is empty) and no deny item.  Fields of one item are AND'ed, items OR'ed, values
+  inside a field OR'ed.  ``event`` is the decoded protojson event (``{"process_exec": {...},
+  "node_name": ...}``), ``event_type`` its event key (``"process_exec"``).  Never raises per event;
+  never mutates the event.  ``is_noop`` is true when both lists are empty (the caller can skip it).
+* Field names and values are read as Tetragon reads them (protojson): snake_case or lowerCamelCase
+  names, enum names or numbers, ``null``/``[]`` = field not set (no constraint; ``{}`` matches every
+  event).  Anything else -- an unknown field, a bad regex/label selector/CEL expression, a wrong type
+  -- raises :class:`FilterConfigError` with its path, e.g. ``filters.allow[2].binary_regex[0]:
+  missing ): (abc``.  ``pid_set`` needs ``enable_pid_set=True``, like Tetragon's
+  ``--enable-pid-set-filter``.
+* Per-field semantics: :mod:`.filter_checks`.  Not checked (agent configuration tetrapipe cannot
+  see): Tetragon refuses ``capabilities`` without ``enable-process-cred`` and
+  ``ancestor_binary_regex`` for event types without ``enable-ancestors``; here they just match what
+  the events carry.
+
+Cost: everything is compiled here; per event only the checks run, cheapest first unless the item
+has a ``pid_set`` (then Tetragon's order, which decides what pid_set remembers).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from . import tetragon_schema as schema
+from .filter_checks import BUILDERS, COST, Check
+from .filter_errors import FilterConfigError
+
+_CAMEL = {"".join(w.capitalize() if i else w for i, w in enumerate(k.split("_"))): k for k in BUILDERS}
+TOP_LEVEL = frozenset({"node_name", "time", "aggregation_info", "cluster_name", "node_labels"})
+
+
+def event_type_of(event: dict[str, Any]) -> str:
+    """The event-type key of a decoded event: its first key that is not a GetEventsResponse field."""
+    for key in event:
+        if key not in TOP_LEVEL and key != "tetrapipe":
+            return key
+    return ""
+
+
+def parse_filter_list(text: str, path: str = "filters") -> list[dict[str, Any]]:
+    """Tetragon's flag form: JSON objects one after another (newline-separated in practice)."""
+    decoder = json.JSONDecoder()
+    out: list[dict[str, Any]] = []
+    pos = 0
+    while True:
+        while pos < len(text) and text[pos] in " \t\r\n":
+            pos += 1
+        if pos >= len(text):
+            return out
+        try:
+            obj, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            raise FilterConfigError(f"{path}[{len(out)}]", f"invalid JSON: {exc.msg} at offset {exc.pos}") from None
+        if not isinstance(obj, dict):
+            raise FilterConfigError(f"{path}[{len(out)}]", "expected a JSON object")
+        out.append(obj)
+
+
+def compile_item(item: Any, path: str, state: dict[str, Any]) -> tuple[Check, ...]:
+    """One Filter object -> its checks, in evaluation order."""
+    if not isinstance(item, dict):
+        raise FilterConfigError(path, "expected an object (one Tetragon filter)")
+    fields: dict[str, Any] = {}
+    for key, value in item.items():
+        name = key if key in BUILDERS else _CAMEL.get(key)
+        if name is None:
+            raise FilterConfigError(f"{path}.{key}", f"unknown field; Tetragon's filters have: {', '.join(BUILDERS)}")
+        if name in fields:
+            raise FilterConfigError(f"{path}.{key}", f"duplicate field {name}")
+        fields[name] = value
+    present = [name for name in BUILDERS if fields.get(name) is not None and fields[name] != []]
+    if "pid_set" not in present:
+        present.sort(key=lambda name: COST.get(name, 5))
+    return tuple(BUILDERS[name](fields[name], f"{path}.{name}", state) for name in present)
+
+
+class ExportFilter:
+    """Compiled allow + deny lists; call with (event, event_type)."""
+
+    __slots__ = ("_allow", "_deny", "is_noop", "cel_filters")
+
+    def __init__(self, allow: Sequence[Any], deny: Sequence[Any], *, path: str = "filters",
+                 enable_pid_set: bool = False) -> None:
+        state = {"enable_pid_set": enable_pid_set}
+        for name, items in (("allow", allow), ("deny", deny)):
+            if not isinstance(items, list | tuple):
+                raise FilterConfigError(f"{path}.{name}", "expected a list of filters")
+        self._allow = tuple(compile_item(f, f"{path}.allow[{i}]", state) for i, f in enumerate(allow))
+        self._deny = tuple(compile_item(f, f"{path}.deny[{i}]", state) for i, f in enumerate(deny))
+        self.is_noop = not self._allow and not self._deny
+        # the CEL checks carry an ``errors`` counter (evaluation errors count as "no match")
+        self.cel_filters = [c for item in self._allow + self._deny for c in item if hasattr(c, "errors")]
+
+    def __call__(self, event: dict[str, Any], event_type: str) -> bool:
+        body = event.get(event_type)
+        if type(body) is not dict:
+            body = _EMPTY
+        if self._allow and not _any_item(self._allow, body, event_type):
+            return False
+        return not (self._deny and _any_item(self._deny, body, event_type))
+
+
+_EMPTY: dict[str, Any] = {}
+
+
+def _any_item(items: tuple[tuple[Check, ...], ...], body: dict[str, Any], etype: str) -> bool:
+    for checks in items:
+        for check in checks:
+            if not check(body, etype):
+                break
+        else:
+            return True
+    return False
+
+
+def compile_filters(allow: Sequence[Any] = (), deny: Sequence[Any] = (), *, path: str = "filters",
+                    enable_pid_set: bool = False) -> ExportFilter:
+    """Compile Tetragon allow/deny filter lists (see the module docstring)."""
+    return ExportFilter(allow, deny, path=path, enable_pid_set=enable_pid_set)
+
+
+__all__ = ["ExportFilter", "FilterConfigError", "compile_filters", "event_type_of", "parse_filter_list",
+           "schema"]

@@ -1,0 +1,172 @@
+"""Tetragon redaction filters (``--redaction-filters``): hide secrets in process arguments and environment.
+
+Contract: ``compile_redaction(items, *, replacement="*****", string_args=False,
+path="redaction_filters") -> Redactor``; each item is Tetragon's ``RedactionFilter`` as JSON/YAML:
+``{"redact": ["(?:--password|-p)[\\s=]+(\\S+)"], "binary_regex": ["mysql$"]}`` (``match``, deprecated
+in Tetragon and ignored by it, is accepted and ignored).  ``Redactor(event, event_type)`` returns
+``(event, redacted)``: the event with every *capture group* of every ``redact`` match replaced by
+``replacement`` (Tetragon's ``*****``), and whether anything was replaced.  Semantics (cilium/tetragon
+``pkg/fieldfilters/redaction.go``, which redacts each process once, at exec):
+
+* Applies to every process record of the event (``process``, ``parent``, each of ``ancestors``) of
+  the eight process event types: its ``arguments`` and its ``environment_variables`` (each
+  ``{"Key","Value"}`` redacted as the string ``Key=Value``, then split at the first ``=`` again;
+  without one the key becomes ``invalid``, as Tetragon names it).
+* A filter with ``binary_regex`` applies only to processes whose ``binary`` matches one of them (a
+  search, as Go's MatchString).  Filters apply in order, each to the previous one's output; the
+  patterns of a filter likewise.
+* Each match is re-matched on its own text and its groups replaced left to right; a group nested in
+  a replaced group, or one that did not take part, is skipped (Go's ReplaceAllStringFunc + Tetragon's
+  redactString, byte for byte).  A pattern without groups redacts nothing.
+* ``string_args=True`` (not in Tetragon, which never redacts kprobe arguments) also redacts the
+  ``string_arg`` values of ``args`` of kprobe/tracepoint/uprobe/lsm/usdt events, matched against the
+  event's ``process.binary``.
+
+The input event is not mutated.  Per string, results are memoised (bounded), so a repeated argument
+line costs a dict lookup; a line no pattern matches costs one RE2 search the first time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .filter_errors import FilterConfigError
+from .re2match import MEMO_MAX_LEN, MEMO_SIZE, AnyRegex, compile_re2, redact_bytes
+
+_PROC = frozenset({"process_exec", "process_exit", "process_kprobe", "process_tracepoint", "process_uprobe",
+                   "process_usdt", "process_lsm", "process_loader"})
+_SAME = object()
+_ARGS = frozenset({"process_kprobe", "process_tracepoint", "process_uprobe", "process_lsm", "process_usdt"})
+
+
+class _Filter:
+    __slots__ = ("binary", "patterns")
+
+    def __init__(self, item: Any, path: str) -> None:
+        if not isinstance(item, dict):
+            raise FilterConfigError(path, "expected an object (one Tetragon redaction filter)")
+        for key in item:
+            if key not in ("redact", "binary_regex", "binaryRegex", "match"):
+                raise FilterConfigError(f"{path}.{key}", "unknown field; expected redact, binary_regex")
+        binary = item.get("binary_regex", item.get("binaryRegex")) or []
+        redact = item.get("redact") or []
+        for name, value in (("binary_regex", binary), ("redact", redact)):
+            if not isinstance(value, list):
+                raise FilterConfigError(f"{path}.{name}", "expected a list of regular expressions")
+        self.binary = AnyRegex(binary, f"{path}.binary_regex") if binary else None
+        self.patterns = [compile_re2(p, f"{path}.redact[{i}]", capture=True) for i, p in enumerate(redact)]
+
+
+class Redactor:
+    """Compiled redaction filters; call with (event, event_type) -> (event, redacted)."""
+
+    __slots__ = ("_filters", "_replacement", "_string_args", "_any", "_memo", "is_noop")
+
+    def __init__(self, items: Sequence[Any], *, replacement: str = "*****", string_args: bool = False,
+                 path: str = "redaction_filters") -> None:
+        if not isinstance(items, list | tuple):
+            raise FilterConfigError(path, "expected a list of redaction filters")
+        self._filters = [_Filter(item, f"{path}[{i}]") for i, item in enumerate(items)]
+        self._replacement = replacement.encode("utf-8", "surrogatepass")
+        self._string_args = string_args
+        every = [p for i, item in enumerate(items) for p in (item.get("redact") or [])]
+        # Cheap pre-check: a string no pattern matches anywhere needs no group-wise work.
+        self._any = AnyRegex(every, path) if every else None
+        self._memo: dict[tuple[str, str], object] = {}
+        self.is_noop = self._any is None
+
+    def __call__(self, event: dict[str, Any], event_type: str) -> tuple[dict[str, Any], bool]:
+        body = event.get(event_type)
+        if self._any is None or event_type not in _PROC or type(body) is not dict:
+            return event, False
+        new_body: dict[str, Any] | None = None
+        for key in ("process", "parent"):
+            p = body.get(key)
+            if type(p) is dict:
+                q = self._process(p)
+                if q is not p:
+                    new_body = new_body or dict(body)
+                    new_body[key] = q
+        ancestors = body.get("ancestors")
+        if type(ancestors) is list:
+            new = [self._process(a) if type(a) is dict else a for a in ancestors]
+            if any(a is not b for a, b in zip(new, ancestors, strict=True)):
+                new_body = new_body or dict(body)
+                new_body["ancestors"] = new
+        if self._string_args and event_type in _ARGS:
+            args = self._string_args_of(body)
+            if args is not None:
+                new_body = new_body or dict(body)
+                new_body["args"] = args
+        if new_body is None:
+            return event, False
+        return {**event, event_type: new_body}, True
+
+    def _process(self, p: dict[str, Any]) -> dict[str, Any]:
+        binary = p.get("binary", "")
+        binary = binary if type(binary) is str else ""
+        out: dict[str, Any] | None = None
+        args = p.get("arguments")
+        if type(args) is str and args:
+            new = self.redact(binary, args)
+            if new is not args:
+                out = dict(p)
+                out["arguments"] = new
+        envs = p.get("environment_variables")
+        if type(envs) is list and envs:
+            new_envs = [self._env(binary, e) if type(e) is dict else e for e in envs]
+            if any(a is not b for a, b in zip(new_envs, envs, strict=True)):
+                out = out or dict(p)
+                out["environment_variables"] = new_envs
+        return p if out is None else out
+
+    def _env(self, binary: str, env: dict[str, Any]) -> dict[str, Any]:
+        text = f"{env.get('Key', '')}={env.get('Value', '')}"
+        new = self.redact(binary, text)
+        if new is text:
+            return env
+        key, sep, value = new.partition("=")
+        return {**env, "Key": key, "Value": value} if sep else {**env, "Key": "invalid", "Value": new}
+
+    def _string_args_of(self, body: dict[str, Any]) -> list[Any] | None:
+        args = body.get("args")
+        proc = body.get("process")
+        binary = proc.get("binary", "") if type(proc) is dict else ""
+        if type(args) is not list:
+            return None
+        new = [{**a, "string_arg": self.redact(binary, a["string_arg"])}
+               if type(a) is dict and type(a.get("string_arg")) is str else a for a in args]
+        changed = any(type(b) is dict and a.get("string_arg") is not b.get("string_arg")
+                      for a, b in zip(new, args, strict=True))
+        return new if changed else None
+
+    def redact(self, binary: str, text: str) -> str:
+        """``text`` with the filters that apply to ``binary`` applied; ``text`` itself if unchanged."""
+        assert self._any is not None
+        if not self._any(text):
+            return text
+        key = (binary, text)
+        hit = self._memo.get(key)
+        if hit is not None:
+            return text if hit is _SAME else hit  # type: ignore[return-value]
+        data = text.encode("utf-8", "surrogatepass")
+        changed = False
+        for f in self._filters:
+            if f.binary is not None and not f.binary(binary):
+                continue
+            for regex in f.patterns:
+                data, modified = redact_bytes(regex, data, self._replacement)
+                changed |= modified
+        result = data.decode("utf-8", "surrogatepass") if changed else text
+        if len(text) <= MEMO_MAX_LEN:
+            if len(self._memo) >= MEMO_SIZE:
+                self._memo.clear()
+            self._memo[key] = result if changed else _SAME  # "unchanged" must return the caller's object
+        return result
+
+
+def compile_redaction(items: Sequence[Any], *, replacement: str = "*****", string_args: bool = False,
+                      path: str = "redaction_filters") -> Redactor:
+    """Compile Tetragon redaction filters (see the module docstring)."""
+    return Redactor(items, replacement=replacement, string_args=string_args, path=path)
