@@ -30,9 +30,7 @@ RUN apt-get update \
 
 WORKDIR /src
 COPY requirements.lock pyproject.toml README.md ./
-COPY pipeline ./pipeline
-COPY transforms ./transforms
-COPY sinks ./sinks
+COPY tetrapipe ./tetrapipe
 COPY config ./config
 
 # image-check: begin

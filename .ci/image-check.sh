@@ -60,7 +60,7 @@ done
 
 mkdir -p "$TMP/src" "$TMP/dist" "$TMP/opt" "$TMP/bin"
 # The build context: exactly what the Dockerfile COPYs into /src (no .venv, no caches).
-cp -r requirements.lock pyproject.toml README.md pipeline transforms sinks config "$TMP/src/"
+cp -r requirements.lock pyproject.toml README.md tetrapipe config "$TMP/src/"
 find "$TMP/src" -name __pycache__ -prune -exec rm -rf {} +
 # `python` of the base image: a fresh interpreter with only pip.
 "$PYTHON" -m venv "$TMP/base"
@@ -78,8 +78,8 @@ wheel=$(ls "$TMP"/dist/tetrapipe-*.whl)
 "$TMP/base/bin/python" - "$wheel" <<'EOF'
 import sys, zipfile
 names = set(zipfile.ZipFile(sys.argv[1]).namelist())
-need = ["pipeline/shipped_config/library.yaml"]
-policies = sorted(n for n in names if n.startswith("pipeline/shipped_config/policies/") and n.endswith(".yaml"))
+need = ["tetrapipe/shipped_config/library.yaml"]
+policies = sorted(n for n in names if n.startswith("tetrapipe/shipped_config/policies/") and n.endswith(".yaml"))
 missing = [n for n in need if n not in names]
 if missing or not policies:
     sys.exit(f"wheel lacks shipped config: missing={missing} policies={policies}")

@@ -82,11 +82,11 @@ async def naive(opts: dict[str, Any]) -> dict[str, float]:
 async def tetrapipe(opts: dict[str, Any]) -> dict[str, float]:
     import msgspec
 
-    from pipeline.cli import tune_gc
-    from pipeline.config import Config, build_classifier, build_tagger
-    from pipeline.process import Processor
-    from pipeline.runner import Pipeline
-    from sinks.kafka_cli import KafkaSection, add_kafka_arguments, build_kafka
+    from tetrapipe.cli.main import tune_gc
+    from tetrapipe.config.kafka import KafkaSection, add_kafka_arguments, build_kafka
+    from tetrapipe.config.root import Config, build_classifier, build_tagger
+    from tetrapipe.pipeline.processor import Processor
+    from tetrapipe.pipeline.runner import Pipeline
 
     tagger = build_tagger(Config().library)
     processor = Processor(tagger, build_classifier(Config().egress, ["10.244.0.0/16"], ["10.96.0.0/12"]))

@@ -49,7 +49,7 @@ CIDRS = ["--pod-cidr", "10.244.0.0/16", "--service-cidr", "10.96.0.0/12"]
 
 def count_records(body: bytes) -> int:
     """LogRecords in an ExportLogsServiceRequest, by walking field tags (records are skipped, not decoded)."""
-    from sinks.otlp_transport import _iter_fields
+    from tetrapipe.sinks.otlp.transport import _iter_fields
 
     return sum(1 for _, rl in _iter_fields(body) for number, sl in _iter_fields(rl) if number == 2
                for n, _ in _iter_fields(sl) if n == 2)
@@ -80,8 +80,8 @@ def serve_counter(port: int, counter: multiprocessing.sharedctypes.Synchronized)
 
 
 def _processor():  # type: ignore[no-untyped-def]
-    from pipeline.config import Config, build_classifier, build_tagger
-    from pipeline.process import Processor
+    from tetrapipe.config.root import Config, build_classifier, build_tagger
+    from tetrapipe.pipeline.processor import Processor
 
     return Processor(build_tagger(Config().library),
                      build_classifier(Config().egress, ["10.244.0.0/16"], ["10.96.0.0/12"]))
@@ -92,10 +92,10 @@ def worker_tetrapipe(protocol: str, endpoint: str) -> int:
     import argparse as ap
     import asyncio
 
-    from pipeline.cli import tune_gc
-    from pipeline.runner import Pipeline
-    from pipeline.sources import StdinSource
-    from sinks.otlp_config import build_otlp_sinks
+    from tetrapipe.cli.main import tune_gc
+    from tetrapipe.pipeline.runner import Pipeline
+    from tetrapipe.sinks.otlp.config import build_otlp_sinks
+    from tetrapipe.sources import StdinSource
 
     args = ap.Namespace(otlp_endpoint=[endpoint], otlp_protocol=protocol, otlp_header=[])
     sinks = build_otlp_sinks(args, None, None)
@@ -116,9 +116,9 @@ def worker_sdk(endpoint: str) -> int:
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
     from opentelemetry.sdk.resources import Resource
 
-    from pipeline.cli import tune_gc
-    from pipeline.envelope import Batch, Envelope
-    from sinks.otlp_mapping import LogMapper
+    from tetrapipe.cli.main import tune_gc
+    from tetrapipe.event.envelope import Batch, Envelope
+    from tetrapipe.sinks.otlp.mapping import LogMapper
 
     accepted = 0
 

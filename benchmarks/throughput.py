@@ -78,7 +78,7 @@ def main() -> int:
 
     pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
     jq = shutil.which("jq")
-    tetrapipe = [sys.executable, "-m", "pipeline.cli", "run", "--quiet",
+    tetrapipe = [sys.executable, "-m", "tetrapipe.cli.main", "run", "--quiet",
                  "--pod-cidr", "10.244.0.0/16", "--service-cidr", "10.96.0.0/12"]
     commands = {
         "floor": [*pin, sys.executable, "-c", FLOOR],

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 import os
+from collections.abc import Callable, Sequence
 
 import orjson
 import pytest
 from hypothesis import settings
 
-from pipeline.codec import LineDecoder
-from pipeline.config import Config, build_classifier, build_tagger
-from pipeline.envelope import Batch, Envelope
-from pipeline.process import Processor
-from transforms.tag import Tagger
+from tetrapipe.config.root import Config, build_classifier, build_tagger
+from tetrapipe.event.decode import LineDecoder
+from tetrapipe.event.envelope import Batch, Envelope
+from tetrapipe.pipeline.processor import Processor
+from tetrapipe.transforms.tag import Tagger
 
 # Hypothesis budgets: the default run stays quick; `scripts/fuzz` picks "fuzz" and its size
 # (--hypothesis-profile fuzz, TETRAPIPE_FUZZ_EXAMPLES). No deadline: CI machines are shared.

@@ -26,7 +26,7 @@ import kubernetes_validate  # the test extra: kubernetes-validate
 import pytest
 import yaml
 
-from pipeline.cli import build_parser
+from tetrapipe.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -396,14 +396,14 @@ def test_args_use_only_flags_the_cli_accepts(path: Path, workload: dict[str, Any
 
 
 def known_env_vars() -> set[str]:
-    from pipeline import kafka_connection
+    from tetrapipe.clients import kafka as kafka_connection
 
     names = set()
-    for pkg in ("pipeline", "sinks", "transforms"):
+    for pkg in ("tetrapipe",):
         for src in (ROOT / pkg).rglob("*.py"):
             names.update(re.findall(r"\b((?:KAFKA|POD|SERVICE)_[A-Z_]+)\b", src.read_text(encoding="utf-8")))
     names.update(kafka_connection._ENV[f] + "_FILE" for f in kafka_connection._FROM_FILE)
-    otlp = (ROOT / "sinks" / "otlp_config.py").read_text(encoding="utf-8")
+    otlp = (ROOT / "tetrapipe" / "sinks" / "otlp" / "config.py").read_text(encoding="utf-8")
     for suffix in re.findall(r'_env\(environ, "([A-Z_]+)"\)', otlp):
         names.update({f"OTEL_EXPORTER_OTLP_{suffix}", f"OTEL_EXPORTER_OTLP_LOGS_{suffix}"})
     return names
@@ -428,7 +428,7 @@ def test_configmap_config_passes_check_config(path: Path, doc: dict[str, Any], t
     for key, text in doc["data"].items():
         cfg = tmp_path / key
         cfg.write_text(text, encoding="utf-8")
-        proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "check-config", str(cfg)],
+        proc = subprocess.run([sys.executable, "-m", "tetrapipe.cli.main", "check-config", str(cfg)],
                               cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, f"{rel(path)} [{key}]: {proc.stdout}{proc.stderr}"
 

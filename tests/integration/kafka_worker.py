@@ -3,7 +3,7 @@
     python tests/integration/kafka_worker.py --config kafka.yaml --kafka-bootstrap H:P --kafka-topic RAW \\
         --kafka-group G --kafka-out-template 'out.{category}' [--status FILE] [--grace S]
 
-`--config` holds a `kafka:` section (sinks.kafka_cli.KafkaSection).  It runs
+`--config` holds a `kafka:` section (tetrapipe.config.kafka.KafkaSection).  It runs
 until SIGTERM/SIGINT (graceful drain; a second signal exits at once).  With
 `--status FILE` it rewrites FILE (atomically) every 0.2 s and at exit with the
 partitions it owns and its counters, so a test can watch it from outside.
@@ -26,13 +26,13 @@ sys.path.insert(0, str(ROOT))
 import msgspec  # noqa: E402
 import yaml  # noqa: E402
 
-from pipeline.cli import _run_with_signals  # noqa: E402
-from pipeline.config import Config, build_classifier, build_tagger  # noqa: E402
-from pipeline.process import Processor  # noqa: E402
-from pipeline.runner import Pipeline  # noqa: E402
-from pipeline.stats import Stats  # noqa: E402
-from sinks.kafka_cli import KafkaSection, add_kafka_arguments, build_kafka  # noqa: E402
-from sinks.stdout import StdoutSink  # noqa: E402
+from tetrapipe.cli.main import _run_with_signals  # noqa: E402
+from tetrapipe.config.kafka import KafkaSection, add_kafka_arguments, build_kafka  # noqa: E402
+from tetrapipe.config.root import Config, build_classifier, build_tagger  # noqa: E402
+from tetrapipe.pipeline.processor import Processor  # noqa: E402
+from tetrapipe.pipeline.runner import Pipeline  # noqa: E402
+from tetrapipe.pipeline.stats import Stats  # noqa: E402
+from tetrapipe.sinks.stdout import StdoutSink  # noqa: E402
 
 
 def parser() -> argparse.ArgumentParser:

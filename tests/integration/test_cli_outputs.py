@@ -29,7 +29,7 @@ from tests.support import synth
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = (ROOT / "tests" / "data" / "docs-examples.jsonl").read_bytes()
-TETRAPIPE = [sys.executable, "-m", "pipeline.cli", "run"]
+TETRAPIPE = [sys.executable, "-m", "tetrapipe.cli.main", "run"]
 
 
 async def test_kafka_short_form_routes_everything_once_and_commits(kafka_broker: Broker, processor, tmp_path):

@@ -14,7 +14,6 @@ from collections import defaultdict
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import UnknownError
-
 from brokers import FAST_GROUP, Broker, create_topic, unique_name
 
 pytestmark = pytest.mark.integration

@@ -16,9 +16,9 @@ from kafka_worker import build_pipeline
 from test_kafka_helpers import SEQ, all_committed, committed, header, produce, read_all, wait_until, worker_config
 from test_kafka_pipeline import argv
 
-from pipeline.runner import EXIT_OK
 from tests.support.hostile import deep_array, deep_field_in_event, deep_object
 from tests.support.synth import generate, wrap_cri, wrap_fluentbit
+from tetrapipe.pipeline.runner import EXIT_OK
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,7 @@ Each test has its own topics and group.  Inputs are produced with partition
 = seq % PARTITIONS (header `seq`), so every output names the input it came
 from; "nothing lost" means every (output topic, seq) the processor routes is
 present, duplicates are counted and reported.  Pipelines are assembled as
-`tetrapipe run` does (sinks.kafka_cli.build_kafka), with a wrapper around the
+`tetrapipe run` does (tetrapipe.config.kafka.build_kafka), with a wrapper around the
 Kafka sink that can stall or pace writes and records what was acknowledged,
 and a committer whose commit calls are recorded.  Every wait is bounded.
 """
@@ -27,14 +27,14 @@ from brokers import FAST_GROUP, Broker, create_topic, unique_name
 from kafka_worker import load_section, parser
 from test_kafka_helpers import SEQ, all_committed, committed, end_offsets, header, produce, read_all, wait_until
 
-from pipeline.commit import Committer
-from pipeline.config import Config, build_classifier, build_tagger
-from pipeline.envelope import Envelope
-from pipeline.process import Processor
-from pipeline.runner import EXIT_OK, Pipeline, RetryPolicy
-from pipeline.stats import Stats
-from sinks.kafka_cli import build_kafka
 from tests.support.synth import generate
+from tetrapipe.config.kafka import build_kafka
+from tetrapipe.config.root import Config, build_classifier, build_tagger
+from tetrapipe.event.envelope import Envelope
+from tetrapipe.pipeline.commit import Committer
+from tetrapipe.pipeline.processor import Processor
+from tetrapipe.pipeline.runner import EXIT_OK, Pipeline, RetryPolicy
+from tetrapipe.pipeline.stats import Stats
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 4

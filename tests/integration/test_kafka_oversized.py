@@ -15,9 +15,9 @@ from brokers import Broker, create_topic, unique_name
 from kafka_worker import build_pipeline
 from test_kafka_helpers import all_committed, header, produce, read_all, wait_until, worker_config
 
-from pipeline.runner import EXIT_OK
 from tests.support.events import exec_event
 from tests.support.synth import generate
+from tetrapipe.pipeline.runner import EXIT_OK
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,7 +56,7 @@ async def test_an_event_over_max_request_size_goes_to_the_dead_letter_topic(kafk
 async def test_a_dead_letter_record_larger_than_a_message_is_cut_and_marked(kafka_broker: Broker) -> None:
     prefix = unique_name("cut")
     huge = b"{" + b"x" * 3_000_000  # a 3 MB malformed line on stdin
-    args = [sys.executable, "-m", "pipeline.cli", "run", "--kafka-bootstrap", kafka_broker.bootstrap,
+    args = [sys.executable, "-m", "tetrapipe.cli.main", "run", "--kafka-bootstrap", kafka_broker.bootstrap,
             "--kafka-out-template", prefix + ".{category}", "--kafka-dlq", prefix + ".dlq"]
     if not kafka_broker.supports_idempotence:
         args.append("--kafka-no-idempotence")

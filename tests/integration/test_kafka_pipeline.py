@@ -15,10 +15,10 @@ from brokers import Broker, create_topic, unique_name
 from kafka_worker import build_pipeline
 from test_kafka_helpers import SEQ, all_committed, committed, header, produce, read_all, wait_until, worker_config
 
-from pipeline.envelope import Batch, Envelope
-from pipeline.process import Processor
-from pipeline.runner import EXIT_FAILED, EXIT_OK, Pipeline
 from tests.support.synth import bad_lines, generate
+from tetrapipe.event.envelope import Batch, Envelope
+from tetrapipe.pipeline.processor import Processor
+from tetrapipe.pipeline.runner import EXIT_FAILED, EXIT_OK, Pipeline
 
 pytestmark = pytest.mark.integration
 

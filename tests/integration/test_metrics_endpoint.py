@@ -18,8 +18,8 @@ from kafka_worker import build_pipeline
 from prometheus_client.parser import text_string_to_metric_families
 from test_kafka_helpers import committed, produce, wait_until, worker_config
 
-from pipeline.runner import EXIT_OK
 from tests.support.synth import generate
+from tetrapipe.pipeline.runner import EXIT_OK
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,7 +43,7 @@ def status_code(url: str) -> int:
 def test_a_running_tetrapipe_serves_metrics_and_probes(tmp_path: Path) -> None:
     """The issue's check: `curl localhost:PORT/metrics` shows the metrics during a run."""
     events = list(generate(3000, seed=3))
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--metrics-port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "tetrapipe.cli.main", "run", "--metrics-port", "0",
                              "--metrics-address", "127.0.0.1", "--dead-letter", str(tmp_path / "dlq")],
                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -111,8 +111,8 @@ async def test_consumer_lag_is_high_watermark_minus_committed(kafka_broker: Brok
 
 async def test_readiness_follows_the_broker(kafka_broker: Broker, tmp_path: Path) -> None:
     """/readyz of a Kafka worker turns 503 while the brokers are gone and 200 when they are back."""
-    from pipeline.metrics import registry_for
-    from pipeline.status import StatusServer
+    from tetrapipe.service.metrics import registry_for
+    from tetrapipe.service.status import StatusServer
 
     raw, group = unique_name("ready"), unique_name("g")
     await create_topic(kafka_broker.bootstrap, raw, 1)

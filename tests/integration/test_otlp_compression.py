@@ -18,12 +18,12 @@ from otlp_fixtures import otlp_collector, otlp_wire_receiver  # noqa: F401 (fixt
 from otlp_receiver import OtlpReceiver
 from test_otlp_delivery import RecordingSource, assert_exactly_once, endpoint
 
-from pipeline.process import Processor
-from pipeline.runner import Pipeline
-from sinks import otlp as otlp_module
-from sinks import otlp_transport
-from sinks.otlp_config import OtlpSinkConfig, build_sink
 from tests.support import synth
+from tetrapipe.pipeline.processor import Processor
+from tetrapipe.pipeline.runner import Pipeline
+from tetrapipe.sinks.otlp import sink as otlp_module
+from tetrapipe.sinks.otlp import transport as otlp_transport
+from tetrapipe.sinks.otlp.config import OtlpSinkConfig, build_sink
 
 pytestmark = pytest.mark.integration
 PROTOCOLS = ["grpc", "http/protobuf", "http/json"]

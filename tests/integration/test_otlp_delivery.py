@@ -13,13 +13,13 @@ import pytest
 from collector import Collector
 from otlp_fixtures import otlp_collector, otlp_receiver  # noqa: F401 (fixtures)
 
-from pipeline.envelope import Batch, Envelope
-from pipeline.process import Processor
-from pipeline.runner import Pipeline, RetryPolicy
-from sinks.otlp_config import OtlpSinkConfig, build_sink
 from tests.sinks.test_otlp_mapping import expected_attributes, expected_resource
 from tests.support import synth
 from tests.support.fakes import ListSource
+from tetrapipe.event.envelope import Batch, Envelope
+from tetrapipe.pipeline.processor import Processor
+from tetrapipe.pipeline.runner import Pipeline, RetryPolicy
+from tetrapipe.sinks.otlp.config import OtlpSinkConfig, build_sink
 
 pytestmark = pytest.mark.integration
 DATA = Path(__file__).resolve().parents[1] / "data" / "docs-examples.jsonl"

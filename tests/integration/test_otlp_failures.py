@@ -25,13 +25,13 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service
 from otlp_fixtures import otlp_collector, otlp_receiver  # noqa: F401 (fixtures)
 from otlp_receiver import OtlpReceiver, free_port
 
-from pipeline.envelope import Envelope
-from pipeline.process import Processor
-from pipeline.runner import Pipeline, RetryPolicy
-from sinks.base import Selection
-from sinks.otlp_config import OtlpSinkConfig, build_sink
 from tests.support import synth
 from tests.support.fakes import ListSource, ScriptedSink
+from tetrapipe.event.envelope import Envelope
+from tetrapipe.pipeline.processor import Processor
+from tetrapipe.pipeline.runner import Pipeline, RetryPolicy
+from tetrapipe.sinks.base import Selection
+from tetrapipe.sinks.otlp.config import OtlpSinkConfig, build_sink
 
 pytestmark = pytest.mark.integration
 POISON = "POISON-PILL"

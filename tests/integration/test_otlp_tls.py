@@ -22,12 +22,12 @@ import pytest
 from otlp_receiver import OtlpReceiver
 from test_otlp_delivery import RecordingSource
 
-from pipeline.envelope import Batch, Envelope
-from pipeline.process import Processor
-from pipeline.runner import EXIT_FAILED, Pipeline, RetryPolicy
-from sinks.base import SinkError
-from sinks.otlp_config import OtlpSinkConfig, OtlpTlsConfig, build_sink
 from tests.support import synth
+from tetrapipe.event.envelope import Batch, Envelope
+from tetrapipe.pipeline.processor import Processor
+from tetrapipe.pipeline.runner import EXIT_FAILED, Pipeline, RetryPolicy
+from tetrapipe.sinks.base import SinkError
+from tetrapipe.sinks.otlp.config import OtlpSinkConfig, OtlpTlsConfig, build_sink
 
 pytestmark = pytest.mark.integration
 PROTOCOLS = ["grpc", "http/protobuf", "http/json"]

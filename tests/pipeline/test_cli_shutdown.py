@@ -32,9 +32,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipeline.cli import EXIT_MARGIN
-from pipeline.runner import EXIT_DRAIN_INCOMPLETE
 from tests.support import synth
+from tetrapipe.cli.main import EXIT_MARGIN
+from tetrapipe.pipeline.runner import EXIT_DRAIN_INCOMPLETE
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +56,7 @@ class Child:
         prefix = ["setpriv", "--pdeathsig", "KILL"] if shutil.which("setpriv") else []
         with self.stderr_path.open("wb") as err:
             self.proc = subprocess.Popen(
-                [*prefix, sys.executable, "-m", "pipeline.cli", "run", *args],
+                [*prefix, sys.executable, "-m", "tetrapipe.cli.main", "run", *args],
                 stdin=read_end, stdout=stdout, stderr=err, cwd=ROOT,
                 env={**os.environ, "PYTHONPATH": str(ROOT), "TETRAPIPE_LOG_FORMAT": log_format})
         os.close(read_end)

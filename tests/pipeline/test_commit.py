@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.commit import Committer, merge_positions
-from pipeline.envelope import Batch
+from tetrapipe.event.envelope import Batch
+from tetrapipe.pipeline.commit import Committer, merge_positions
 
 
 class ManualClock:

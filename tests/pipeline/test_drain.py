@@ -14,11 +14,11 @@ from typing import Any
 
 import orjson
 
-from pipeline.commit import Committer
-from pipeline.envelope import Batch, Envelope
-from pipeline.runner import EXIT_OK, Pipeline, RetryPolicy
-from sinks.base import SELECT_ALL
 from tests.support.events import exec_event
+from tetrapipe.event.envelope import Batch, Envelope
+from tetrapipe.pipeline.commit import Committer
+from tetrapipe.pipeline.runner import EXIT_OK, Pipeline, RetryPolicy
+from tetrapipe.sinks.base import SELECT_ALL
 
 LINE = orjson.dumps(exec_event("/usr/bin/sudo", "id"))
 

@@ -17,7 +17,7 @@ from tests.support.events import exec_event
 from tests.support.hostile import deep_object
 
 ROOT = Path(__file__).parents[2]
-TETRAPIPE = [sys.executable, "-m", "pipeline.cli", "run", "--log-format", "json"]
+TETRAPIPE = [sys.executable, "-m", "tetrapipe.cli.main", "run", "--log-format", "json"]
 GOOD = [orjson.dumps(exec_event("/bin/true", f"seq-{i}")) for i in range(3)]
 
 

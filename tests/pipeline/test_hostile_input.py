@@ -25,19 +25,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import report as report_module
-from pipeline.codec import DEFAULT_MAX_DEPTH, BadInput, LineDecoder, fault, nesting_depth
-from pipeline.deadletter import FileDeadLetter
-from pipeline.envelope import Batch, Envelope
-from pipeline.process import Processor
-from pipeline.report import BadInputReporter
-from pipeline.runner import EXIT_OK, Pipeline
-from pipeline.sources.checkpoint import FilePosition
-from pipeline.sources.stdin import FileSource, StdinSource
-from pipeline.stats import Stats
 from tests.support import synth
 from tests.support.events import exec_event
 from tests.support.fakes import ScriptedSink
+from tetrapipe.event.decode import DEFAULT_MAX_DEPTH, BadInput, LineDecoder, fault, nesting_depth
+from tetrapipe.event.envelope import Batch, Envelope
+from tetrapipe.pipeline import report as report_module
+from tetrapipe.pipeline.processor import Processor
+from tetrapipe.pipeline.report import BadInputReporter
+from tetrapipe.pipeline.runner import EXIT_OK, Pipeline
+from tetrapipe.pipeline.stats import Stats
+from tetrapipe.sinks.file import FileDeadLetter
+from tetrapipe.sources.follow.checkpoint import FilePosition
+from tetrapipe.sources.stream import FileSource, StdinSource
 
 DATA = Path(__file__).parents[1] / "data"
 DOCS = [line for line in (DATA / "docs-examples.jsonl").read_bytes().splitlines() if line.strip()]
@@ -459,7 +459,7 @@ async def test_without_a_dead_letter_an_oversized_line_is_counted_and_reported(p
 
 # -- end to end: the command ------------------------------------------------------------------
 
-TETRAPIPE = [sys.executable, "-m", "pipeline.cli", "run", "--quiet", "--log-format", "json"]
+TETRAPIPE = [sys.executable, "-m", "tetrapipe.cli.main", "run", "--quiet", "--log-format", "json"]
 
 
 def test_tetrapipe_run_passes_a_deep_line_by_and_dead_letters_it(tmp_path):

@@ -18,10 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.codec import LineDecoder
-from pipeline.envelope import Batch, Envelope
-from pipeline.process import Processor
 from tests.support.hostile import deep_array, deep_field_in_event, deep_object, in_every_wrapper
+from tetrapipe.event.decode import LineDecoder
+from tetrapipe.event.envelope import Batch, Envelope
+from tetrapipe.pipeline.processor import Processor
 
 REAL = [line for line in (Path(__file__).parents[1] / "data" / "docs-examples.jsonl").read_bytes().splitlines()
         if line.strip()]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import io
 
-from pipeline.codec import BadInput
-from pipeline.envelope import Envelope
-from pipeline.report import BadInputReporter
+from tetrapipe.event.decode import BadInput
+from tetrapipe.event.envelope import Envelope
+from tetrapipe.pipeline.report import BadInputReporter
 
 
 class Clock:

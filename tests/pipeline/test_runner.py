@@ -7,10 +7,17 @@ import io
 
 import orjson
 
-from pipeline.runner import EXIT_DRAIN_INCOMPLETE, EXIT_FAILED, EXIT_INPUT_UNREADABLE, EXIT_OK, Pipeline, RetryPolicy
-from sinks.base import Selection
 from tests.support.events import exec_event, kprobe_event, sock
 from tests.support.fakes import ListSource, ScriptedSink
+from tetrapipe.pipeline.runner import (
+    EXIT_DRAIN_INCOMPLETE,
+    EXIT_FAILED,
+    EXIT_INPUT_UNREADABLE,
+    EXIT_OK,
+    Pipeline,
+    RetryPolicy,
+)
+from tetrapipe.sinks.base import Selection
 
 
 def lines(n: int, bad_every: int = 0) -> list[bytes]:

@@ -16,12 +16,12 @@ from typing import Any
 
 import orjson
 
-from pipeline.commit import Committer
-from pipeline.envelope import Envelope
-from pipeline.runner import EXIT_DRAIN_INCOMPLETE, EXIT_FAILED, STOP_MARGIN, Pipeline, RetryPolicy
-from sinks.base import SELECT_ALL, SinkError
 from tests.support.events import exec_event
 from tests.support.fakes import ListSource, ScriptedSink
+from tetrapipe.event.envelope import Envelope
+from tetrapipe.pipeline.commit import Committer
+from tetrapipe.pipeline.runner import EXIT_DRAIN_INCOMPLETE, EXIT_FAILED, STOP_MARGIN, Pipeline, RetryPolicy
+from tetrapipe.sinks.base import SELECT_ALL, SinkError
 
 GRACE = 0.3
 SLACK = 0.5  # scheduling noise on a loaded machine

@@ -7,14 +7,14 @@ import argparse
 import orjson
 import pytest
 
-from pipeline.envelope import Batch, Envelope
-from pipeline.process import Processor
-from pipeline.sources.kafka import KafkaSourceConfig
-from sinks.kafka import dead_letter_headers
-from sinks.kafka_cli import KafkaConfigError, KafkaSection, add_kafka_arguments, build_kafka, resolve
-from pipeline.kafka_connection import KafkaConnection, KafkaConnectionError
-from sinks.kafka_routing import DEFAULT, DROPPED, ROUTED, Router, RoutingError, template_fields
 from tests.support.synth import generate
+from tetrapipe.clients.kafka import KafkaConnection, KafkaConnectionError
+from tetrapipe.config.kafka import KafkaConfigError, KafkaSection, add_kafka_arguments, build_kafka, resolve
+from tetrapipe.event.envelope import Batch, Envelope
+from tetrapipe.pipeline.processor import Processor
+from tetrapipe.sinks.kafka.routing import DEFAULT, DROPPED, ROUTED, Router, RoutingError, template_fields
+from tetrapipe.sinks.kafka.sink import dead_letter_headers
+from tetrapipe.sources.kafka.source import KafkaSourceConfig
 
 GROUPS = {"sudo": "security", "suid": "security", "egress": "network", "ebpf": "system"}
 

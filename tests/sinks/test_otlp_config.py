@@ -9,9 +9,9 @@ import msgspec
 import pytest
 import yaml
 
-from pipeline.config import Config
-from sinks.base import Selection
-from sinks.otlp_config import (
+from tetrapipe.config.root import Config
+from tetrapipe.sinks.base import Selection
+from tetrapipe.sinks.otlp.config import (
     OtlpConfigError,
     OtlpSection,
     OtlpSinkConfig,

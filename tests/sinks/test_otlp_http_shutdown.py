@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sinks.otlp_http import CLOSE_TIMEOUT, HttpClient, _Conn
+from tetrapipe.sinks.otlp.http import CLOSE_TIMEOUT, HttpClient, _Conn
 
 
 async def test_a_cancelled_post_aborts_its_connection_instead_of_flushing_the_body() -> None:

@@ -17,12 +17,12 @@ import pytest
 from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from pipeline.envelope import Envelope
-from pipeline.process import Processor
-from sinks.otlp_encode import JsonEncoder, ProtobufEncoder, varint
-from sinks.otlp_mapping import LogFields, LogMapper, Severity, parse_time
 from tests.conftest import process_lines
 from tests.support import synth
+from tetrapipe.event.envelope import Envelope
+from tetrapipe.pipeline.processor import Processor
+from tetrapipe.sinks.otlp.encode import JsonEncoder, ProtobufEncoder, varint
+from tetrapipe.sinks.otlp.mapping import LogFields, LogMapper, Severity, parse_time
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "docs-examples.jsonl"
 
@@ -51,7 +51,7 @@ def decode(request: ExportLogsServiceRequest) -> list[dict[str, Any]]:
 
 
 def expected_attributes(env: Envelope) -> dict[str, Any]:
-    """The README mapping table, applied to the event's plain JSON (independent of sinks.otlp_mapping)."""
+    """The README mapping table, applied to the event's plain JSON (independent of tetrapipe.sinks.otlp.mapping)."""
     event = msgspec.json.decode(env.out)
     etype = env.decoded.etype if env.decoded else ""
     body = event.get(etype) if isinstance(event.get(etype), dict) else {}

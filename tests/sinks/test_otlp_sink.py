@@ -8,11 +8,13 @@ from collections.abc import Callable, Sequence
 import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from pipeline.envelope import Envelope
-from pipeline.process import Processor
-from sinks.base import SinkError
-from sinks.otlp import OtlpSink
-from sinks.otlp_transport import (
+from tests.conftest import process_lines
+from tests.support import synth
+from tetrapipe.event.envelope import Envelope
+from tetrapipe.pipeline.processor import Processor
+from tetrapipe.sinks.base import SinkError
+from tetrapipe.sinks.otlp.sink import OtlpSink
+from tetrapipe.sinks.otlp.transport import (
     Accepted,
     ExportError,
     TransportSettings,
@@ -21,8 +23,6 @@ from sinks.otlp_transport import (
     retry_after_seconds,
     retry_info_seconds,
 )
-from tests.conftest import process_lines
-from tests.support import synth
 
 SETTINGS = TransportSettings(url="http://127.0.0.1:1/v1/logs", protocol="http/protobuf")
 

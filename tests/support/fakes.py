@@ -6,9 +6,9 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from pipeline.envelope import Batch, Envelope
-from pipeline.sources.base import SourceError
-from sinks.base import SELECT_ALL, Selection, SinkClosed, SinkError
+from tetrapipe.event.envelope import Batch, Envelope
+from tetrapipe.sinks.base import SELECT_ALL, Selection, SinkClosed, SinkError
+from tetrapipe.sources.base import SourceError
 
 
 class ListSource:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from transforms.classify import Classifier, ConfigError, ZoneSpec, destination
+from tetrapipe.transforms.classify import Classifier, ConfigError, ZoneSpec, destination
 
 
 @pytest.fixture(scope="module")

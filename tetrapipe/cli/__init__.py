@@ -1,0 +1,1 @@
+"""The `tetrapipe` command line: argument parsing only; the work is in the layers below."""

@@ -1,0 +1,1 @@
+"""The run loop: processor, runner, delivery, committer, stats, bad-input reports."""

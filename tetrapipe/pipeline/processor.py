@@ -1,0 +1,161 @@
+"""The processing step: decode → classify → tag → render, per envelope, synchronously.
+
+`Processor.process(batch)` fills every envelope of a batch in place, and the
+batch's `good` (decoded) and `bad` (rejected) lists, in one pass (the batch is
+owned by the pipeline between source and sinks; nothing else sees it until
+this returns).  The output bytes are the unwrapped event's own bytes with one
+key, `tetrapipe`, appended — the event is not re-encoded, so fields tetrapipe
+does not model pass through untouched.
+
+It never raises for a record.  A line that cannot be decoded gets `error` set
+and goes to the dead-letter path; so does a record on which any step raises
+an unexpected exception (`internal_error`, or `too_deep` for a RecursionError;
+`error.fault` is set, and it is reported as an ERROR: it may be a bug) — the
+rest of the batch and of the stream flows on, and the record's position is
+committed like any other.  The try blocks cost nothing while nothing raises
+(CPython ≥ 3.11).
+
+CRI partial lines (see `tetrapipe.event.decode`): a group of them that is never
+completed, or that fails as a whole, becomes one bad record holding the lines
+as received, joined with newlines, at the position of its first line — in
+the `bad` of the batch where that became known (a later batch, or the
+source's `final` batch at the end of the input).  While a group is pending at
+the end of a batch whose position is a single value (a file offset), that
+batch commits nothing: a restart must read the group's first line again.
+Dict positions (Kafka partitions) are committed as usual — partial lines are
+not joined reliably across Kafka messages anyway.
+"""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+
+from tetrapipe.event.decode import BadInput, Decoded, LineDecoder, PartialGroup, fault
+from tetrapipe.event.envelope import Batch, Envelope
+from tetrapipe.transforms.classify import Classifier
+from tetrapipe.transforms.tag import NO_TAGS, Tagger, Tags
+
+_encode = msgspec.json.Encoder().encode
+_generic = msgspec.json.Decoder()
+_EMPTY_TP = b'{"categories":[],"groups":[],"summaries":{}}'
+_UNTAGGED_END = b',"tetrapipe":' + _EMPTY_TP + b"}"  # enriched(), for most events: no tag, no egress
+
+
+def tetrapipe_object(tags: Tags, decoded: Decoded) -> bytes:
+    """The `tetrapipe` value of the output contract, as JSON bytes."""
+    egress = decoded.egress
+    if not tags.categories and egress is None:
+        return _EMPTY_TP
+    summaries = _encode(tags.summaries) if tags.summaries else b"{}"
+    if egress is None:
+        return b"".join((tags.head, summaries, b"}"))
+    return b"".join((tags.head, summaries, b',"egress":', _encode(egress), b"}"))
+
+
+def enriched(decoded: Decoded, tp: bytes) -> bytes:
+    """The event's own bytes with `"tetrapipe": tp` added as the last key."""
+    raw = decoded.raw
+    if decoded.has_tetrapipe_key:
+        # Re-processing tetrapipe output: replace the old key instead of duplicating it.
+        root = dict(decoded.generic_root())
+        root.pop("tetrapipe", None)
+        raw = _encode(root)
+    return b"".join((raw[:-1], b',"tetrapipe":', tp, b"}"))
+
+
+def group_record(group: PartialGroup, error: BadInput, last: Envelope | None = None) -> Envelope:
+    """One bad record of a group of CRI partial lines (and `last`, the line that ended or overflowed it).
+
+    Its bytes are the lines as received, joined with newlines; its position,
+    metadata and read time those of the group's first line.
+    """
+    raws = group.raws if last is None else [*group.raws, last.raw]
+    origin = group.origin if group.origin is not None else last
+    env = Envelope(b"\n".join(raws), None) if origin is None else \
+        Envelope(b"\n".join(raws), origin.position, origin.meta, origin.received_ns)
+    env.error = error
+    return env
+
+
+class Processor:
+    """Holds the compiled transforms; swap them atomically by replacing the Processor."""
+
+    def __init__(self, tagger: Tagger, classifier: Classifier, decoder: LineDecoder | None = None) -> None:
+        self.tagger = tagger
+        self.classifier = classifier
+        self.decoder = decoder or LineDecoder()
+
+    def process(self, batch: Batch) -> None:
+        decoder = self.decoder
+        decode = decoder.decode
+        classify = self.classifier.classify
+        tag = self.tagger.tag
+        good = batch.good
+        bad = batch.bad
+        now = time.time_ns()
+        for env in batch.envelopes:
+            if not env.received_ns:
+                env.received_ns = now
+            if env.error is not None:  # the source already rejected it (e.g. too large)
+                bad.append(env)
+                continue
+            try:
+                decoded = decode(env.raw)
+            except BadInput as exc:
+                bad.append(self._rejected(env, exc))
+                continue
+            except Exception as exc:  # noqa: BLE001 - one record must not stop the stream
+                bad.append(self._rejected(env, fault(exc)))
+                continue
+            if decoded is None:  # a CRI partial line, joined with its final line later
+                decoder.hold(env.raw, env)
+                continue
+            try:
+                body = decoded.vbody
+                if body is not None and decoded.etype != "process_exec" and decoded.etype != "process_exit":
+                    decoded.egress = classify(body)
+                tags = tag(decoded)
+                if tags.categories or decoded.egress is not None or decoded.has_tetrapipe_key:
+                    out = enriched(decoded, tetrapipe_object(tags, decoded))
+                else:  # what enriched() returns for them, without two calls per event
+                    out = decoded.raw[:-1] + _UNTAGGED_END
+            except Exception as exc:  # noqa: BLE001 - one record must not stop the stream
+                bad.append(self._failed(env, decoded, exc))
+                continue
+            env.decoded = decoded
+            env.tags = tags
+            env.out = out
+            good.append(env)
+        if batch.final or decoder.orphans or decoder.pending:
+            self._settle_partials(batch)
+
+    def _rejected(self, env: Envelope, error: BadInput) -> Envelope:
+        """The bad record for `env`: itself, or the whole group of partial lines it ended."""
+        if error.group is not None:
+            return group_record(error.group, error, env)
+        env.error = error
+        return env
+
+    def _failed(self, env: Envelope, decoded: Decoded, exc: Exception) -> Envelope:
+        """A record whose decode succeeded but a later step raised: bad as received, nothing half-filled."""
+        env.decoded = None
+        env.tags = NO_TAGS
+        env.out = b""
+        error = fault(exc)
+        joined = self.decoder.last_joined
+        if joined is not None and joined[0] is decoded:  # an event joined from partial lines
+            error.group = joined[1]
+        return self._rejected(env, error)
+
+    def _settle_partials(self, batch: Batch) -> None:
+        """Orphaned partial-line groups into `bad`; hold the commit while a group is pending."""
+        decoder = self.decoder
+        if batch.final:
+            decoder.end_of_input()
+        for group, error in decoder.take_orphans():
+            batch.bad.append(group_record(group, error))
+        position = batch.commit_position
+        if decoder.pending and position is not None and not isinstance(position, dict):
+            batch.commit_position = None

@@ -1,0 +1,1 @@
+"""Around a run: config reload, the status server, metrics, the progress line."""

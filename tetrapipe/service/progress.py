@@ -1,0 +1,121 @@
+"""For people at a terminal: a live progress line while events flow, and a table of counts at the end.
+
+`Progress` redraws one stderr line (`\\r`, erase to end of line) every
+`interval` seconds with events read, the current rate, how far through the
+input file it is (when the source knows its size) and the category counts
+so far.  It only reads counters (`Stats`) on the event loop, so it costs the
+pipeline nothing per event.  It is used only when stderr is a terminal and
+logs are text (`tetrapipe.cli.main`); log lines written meanwhile clear the line
+first (`tetrapipe.logs.set_live_line`) and the next tick redraws it.
+
+`summary_table` is the exit summary in text mode: what was read, how fast,
+and counts per category (with its group and share of events), per egress
+zone and per output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TextIO
+
+from tetrapipe.logs import set_live_line
+from tetrapipe.pipeline.stats import Stats
+
+CLEAR = "\r\x1b[2K"
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+class Progress:
+    def __init__(self, stats: Stats, source: Any, out: TextIO | None = None, *, interval: float = 0.25,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.stats = stats
+        self.source = source
+        self.out = out if out is not None else sys.stderr
+        self.interval = interval
+        self._clock = clock
+        self._started = clock()
+        self._window: tuple[float, int] = (self._started, 0)  # (time, events) at the last redraw
+        self._rate = 0.0
+
+    def line(self, width: int | None = None) -> str:
+        """The progress line for the counters as they are now (without control characters)."""
+        now = self._clock()
+        then, events_then = self._window
+        if now - then >= self.interval:
+            self._rate = (self.stats.received - events_then) / (now - then)
+            self._window = (now, self.stats.received)
+        parts = [f"{self.stats.received:,} records", f"{self._rate:,.0f}/s"]
+        progress: Callable[[], tuple[int, int | None]] | None = getattr(self.source, "progress", None)
+        if progress is not None:
+            done, total = progress()
+            if total:
+                parts.append(f"{min(100.0, 100.0 * done / total):.0f}% of {_size(total)}")
+        bad = sum(self.stats.bad.values())
+        if bad:
+            parts.append(f"{bad:,} bad")
+        parts += [f"{cat} {n:,}" for cat, n in self.stats.categories.most_common()]
+        text = "tetrapipe: " + " · ".join(parts)
+        width = width or shutil.get_terminal_size((100, 24)).columns
+        return text if len(text) < width else text[:max(10, width - 2)] + "…"
+
+    def draw(self) -> None:
+        self.out.write(CLEAR + self.line())
+        self.out.flush()
+
+    def clear(self) -> None:
+        self.out.write(CLEAR)
+        self.out.flush()
+
+    async def run(self) -> None:
+        """Redraw until cancelled; then draw the final state once more and leave the line clean."""
+        set_live_line(True)
+        try:
+            while True:
+                self.draw()
+                await asyncio.sleep(self.interval)
+        finally:
+            self.clear()
+            set_live_line(False)
+
+
+def summary_table(stats: Stats, groups: Mapping[str, str], elapsed: float) -> str:
+    """The exit summary for people: totals, then categories, zones and outputs as aligned columns."""
+    bad = sum(stats.bad.values())
+    rate = stats.received / elapsed if elapsed > 0 else 0.0
+    lines = [f"tetrapipe: {stats.received} records read, {stats.events} events in {elapsed:.2f} s "
+             f"({rate:,.0f} records/s); {bad} bad ({stats.dead_lettered} dead-lettered), "
+             f"{stats.blank} blank lines skipped, {stats.incomplete} incomplete events forwarded"]
+    rows: list[tuple[str, ...]] = [("bad input", "reason", "records", "")]
+    rows += [("", reason, f"{n:,}", "") for reason, n in sorted(stats.bad.items())]
+    if len(rows) == 1:
+        rows = []
+    rows.append(("category", "group", "events", "share"))
+    for cat, n in sorted(stats.categories.items(), key=lambda kv: (-kv[1], kv[0])):
+        share = 100.0 * n / stats.events if stats.events else 0.0
+        rows.append((cat, groups.get(cat, ""), f"{n:,}", f"{share:.1f}%"))
+    if not stats.categories:
+        rows.append(("(none)", "", "0", ""))
+    if stats.zones:
+        rows.append(("egress zone", "", "events", ""))
+        rows += [(zone, "", f"{n:,}", "") for zone, n in sorted(stats.zones.items(), key=lambda kv: (-kv[1], kv[0]))]
+    rows.append(("output", "", "events", "not selected"))
+    for sink, n in sorted(stats.sent.items()):
+        rows.append((sink, "", f"{n:,}", f"{stats.filtered[sink]:,}" if stats.filtered[sink] else ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    headers = {"bad input", "category", "egress zone", "output"}
+    for row in rows:
+        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2].rjust(widths[2]), row[3].rjust(widths[3])]
+        text = "  " + "  ".join(cells).rstrip()
+        lines.append(("\n" + text) if row[0] in headers else text)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,79 @@
+"""The sink contract.
+
+`await sink.write(envelopes)` returns only when every envelope given is
+durably delivered — that return *is* the acknowledgement the committer waits
+for.  It raises `SinkError(retryable=True, retry_after=…)` for failures worth
+retrying (the runner retries with backoff, never drops), or
+`SinkError(retryable=False)` when retrying cannot help (the run stops without
+committing the batch).  A sink sees only the envelopes its `Selection` picked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import msgspec
+
+from tetrapipe.event.envelope import Envelope
+
+
+class SinkError(Exception):
+    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class SinkClosed(Exception):
+    """The consumer of a sink went away on purpose (e.g. `| head` closed stdout): stop quietly."""
+
+
+class Selection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Which events a sink receives: by category id or group; untagged events optionally.
+
+    Empty `categories` and `groups` select every tagged event.
+    """
+
+    categories: frozenset[str] = frozenset()
+    groups: frozenset[str] = frozenset()
+    untagged: bool = True
+
+    @property
+    def all(self) -> bool:
+        """True when every event is selected (the common case, checked once per batch)."""
+        return self.untagged and not self.categories and not self.groups
+
+    def selects(self, env: Envelope) -> bool:
+        tags = env.tags
+        if not tags.categories:
+            return self.untagged
+        if not self.categories and not self.groups:
+            return True
+        return (not self.categories.isdisjoint(tags.categories)) or (not self.groups.isdisjoint(tags.groups))
+
+
+SELECT_ALL = Selection()
+
+
+class DeadLetter(Protocol):
+    """Where undecodable records go, unchanged; `write` returns once they are durable."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def write(self, envelopes: Sequence[Envelope]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class Sink(Protocol):
+    name: str
+    selection: Selection
+
+    async def start(self) -> None: ...
+
+    async def write(self, envelopes: Sequence[Envelope]) -> None: ...
+
+    async def close(self) -> None: ...

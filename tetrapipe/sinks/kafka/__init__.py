@@ -1,0 +1,1 @@
+"""The Kafka sink: routed topics, keys and headers; the Kafka dead-letter topic."""

@@ -1,0 +1,176 @@
+"""Where each event goes in Kafka: destination topics, message key and headers — pure, no I/O.
+
+Topics: `topic_template` is rendered with `{category}`, `{group}` and
+`{event_type}` for each of the event's categories (`multi_category: all`, the
+default) or only for its first in id order (`first`); duplicates collapse, so
+`tetragon.{group}` sends an event once per group.  An untagged event goes to
+`default_topic`, or is dropped when none is set — counted either way by the
+sink.  An event whose type is not one Tetragon defines, with a template that
+names `{event_type}`, also goes to the default topic: every destination topic
+is known at startup, so it can be created (or found missing) before the first
+event rather than at the first unlucky one.
+
+Keys (`key`): `source` keeps the input message's key; `node` is the event's
+`node_name`; `pod` is `namespace/name` of the process's pod; `exec_id` is the
+process's exec_id (all events of one process, in order, in one partition);
+`none` lets the producer spread events.  When the chosen field is absent the
+source key is used.
+
+Headers: the input message's headers are kept, then `tetrapipe-categories`
+(comma-separated ids, empty when untagged), `tetragon-event-type` and, for
+events with a classified destination, `tetrapipe-zone`.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+from tetrapipe.event.envelope import Envelope
+from tetrapipe.event.model import KNOWN_TYPES
+
+KeyStrategy = Literal["source", "node", "pod", "exec_id", "none"]
+MultiCategory = Literal["all", "first"]
+Headers = list[tuple[str, bytes]]
+
+TEMPLATE_FIELDS = frozenset({"category", "group", "event_type"})
+HEADER_CATEGORIES = "tetrapipe-categories"
+HEADER_ZONE = "tetrapipe-zone"
+HEADER_EVENT_TYPE = "tetragon-event-type"
+_OURS = frozenset({HEADER_CATEGORIES, HEADER_ZONE, HEADER_EVENT_TYPE})
+_TOPIC_CHARS = frozenset(string.ascii_letters + string.digits + "._-")
+
+ROUTED, DEFAULT, DROPPED = "routed", "default", "dropped"
+
+
+class RoutingError(ValueError):
+    """A template or topic name that cannot work; the message names it."""
+
+
+def template_fields(template: str) -> frozenset[str]:
+    """The `{fields}` a topic template uses; raises RoutingError for unknown ones or bad syntax."""
+    try:
+        fields = frozenset(name for _, name, _, _ in string.Formatter().parse(template) if name is not None)
+    except ValueError as exc:
+        raise RoutingError(f"topic template {template!r}: {exc}") from None
+    unknown = fields - TEMPLATE_FIELDS
+    if unknown:
+        raise RoutingError(f"topic template {template!r}: unknown field(s) {', '.join(sorted(unknown))}; "
+                           f"use {{category}}, {{group}} or {{event_type}}")
+    return fields
+
+
+def check_topic(name: str) -> str:
+    """Return `name` if Kafka accepts it as a topic name, else raise RoutingError naming it."""
+    if not name or len(name) > 249 or name in (".", "..") or not set(name) <= _TOPIC_CHARS:
+        raise RoutingError(f"invalid Kafka topic name {name!r} (1-249 of [a-zA-Z0-9._-])")
+    return name
+
+
+class Route:
+    """The decision for one (categories, event type) shape, computed once and shared."""
+
+    __slots__ = ("topics", "outcome", "headers")
+
+    def __init__(self, topics: tuple[str, ...], outcome: str, headers: Headers) -> None:
+        self.topics = topics
+        self.outcome = outcome  # ROUTED, DEFAULT or DROPPED
+        self.headers = headers  # the tetrapipe-categories and tetragon-event-type headers
+
+
+class Router:
+    """Compiled routing rules; `route(env)` is a dict lookup after an event shape's first event."""
+
+    def __init__(self, template: str, groups: Mapping[str, str], *, multi_category: MultiCategory = "all",
+                 default_topic: str | None = None, key: KeyStrategy = "source",
+                 event_types: Iterable[str] = KNOWN_TYPES) -> None:
+        self.template = template
+        self.fields = template_fields(template)
+        self.groups = dict(groups)
+        self.multi_category = multi_category
+        self.default_topic = check_topic(default_topic) if default_topic else None
+        self.key_strategy = key
+        self.event_types = tuple(event_types)
+        self._routes: dict[tuple[tuple[str, ...], str], Route] = {}
+        self._zones: dict[str, tuple[str, bytes]] = {}
+        for topic in self.topics():
+            check_topic(topic)
+
+    def _render(self, category: str, etype: str) -> str:
+        return self.template.format(category=category, group=self.groups.get(category, "other"), event_type=etype)
+
+    def topics(self) -> list[str]:
+        """Every topic an event can be sent to (sorted): what startup creates or checks."""
+        types = self.event_types if "event_type" in self.fields else self.event_types[:1]
+        names = {self._render(c, t) for c in self.groups for t in types}
+        if self.default_topic:
+            names.add(self.default_topic)
+        return sorted(names)
+
+    def route(self, env: Envelope) -> Route:
+        """The topics, outcome and shape headers for a decoded envelope."""
+        categories = env.tags.categories
+        etype = env.decoded.etype if env.decoded is not None else ""
+        route = self._routes.get((categories, etype))
+        if route is None:
+            route = self._routes[(categories, etype)] = self._compute(categories, etype)
+        return route
+
+    def _compute(self, categories: tuple[str, ...], etype: str) -> Route:
+        headers: Headers = [(HEADER_CATEGORIES, ",".join(categories).encode()),
+                            (HEADER_EVENT_TYPE, etype.encode())]
+        routable = "event_type" not in self.fields or etype in self.event_types
+        if categories and routable:
+            chosen = categories if self.multi_category == "all" else categories[:1]
+            topics = tuple(dict.fromkeys(self._render(c, etype) for c in chosen))
+            return Route(topics, ROUTED, headers)
+        if self.default_topic:
+            return Route((self.default_topic,), DEFAULT, headers)
+        return Route((), DROPPED, headers)
+
+    def headers(self, env: Envelope, route: Route) -> Headers:
+        """Source headers (minus ours, which are recomputed) + the shape headers + the zone."""
+        meta = env.meta
+        source = meta[1] if meta is not None else None
+        if source:
+            headers = [h for h in source if h[0] not in _OURS]
+            headers.extend(route.headers)
+        else:
+            headers = list(route.headers)
+        egress = env.decoded.egress if env.decoded is not None else None
+        if egress is not None:
+            zone = self._zones.get(egress.zone)
+            if zone is None:
+                zone = self._zones[egress.zone] = (HEADER_ZONE, egress.zone.encode())
+            headers.append(zone)
+        return headers
+
+    def key(self, env: Envelope) -> bytes | None:
+        """The message key by the configured strategy; the source key when that field is absent."""
+        source_key = env.meta[0] if env.meta is not None else None
+        strategy = self.key_strategy
+        if strategy == "source" or env.decoded is None:
+            return source_key
+        if strategy == "none":
+            return None
+        value = event_key(env.decoded, strategy)
+        return value.encode() if value else source_key
+
+
+def event_key(decoded: Any, strategy: str) -> str | None:
+    """The node name, `namespace/name` of the pod, or exec_id of a decoded event (None when absent)."""
+    if strategy == "node":
+        return _field(decoded.root, "node_name")
+    process = _field(decoded.body, "process")
+    if strategy == "exec_id":
+        return _field(process, "exec_id")
+    pod = _field(process, "pod")
+    namespace, name = _field(pod, "namespace"), _field(pod, "name")
+    return f"{namespace}/{name}" if namespace and name else None
+
+
+def _field(obj: Any, name: str) -> Any:
+    if obj is None:
+        return None
+    return obj.get(name) if type(obj) is dict else getattr(obj, name, None)

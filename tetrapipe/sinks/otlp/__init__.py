@@ -1,0 +1,1 @@
+"""The OTLP sink: events as OpenTelemetry log records over gRPC or HTTP."""

@@ -1,0 +1,156 @@
+"""`stdout` sink: the enriched JSON lines (`json`) or only the summary lines (`summary`).
+
+`write()` returns after the bytes are handed to the kernel (all of them: short
+writes are continued), which is as durable as a pipe gets.  A reader that
+closes the pipe (`| head`) raises `SinkClosed`: the run stops quietly.
+
+Backpressure without freezing the event loop: the blocking `write(2)` runs in
+a daemon thread of the sink's own (one, so writes keep their order), and a
+slow reader holds the pipeline back through the pending `write()`.
+
+Shutdown: a `write()` that is cancelled (the grace period ran out) returns at
+once; bytes not yet handed to the thread are dropped, and a write(2) already
+blocked — a reader that never reads — stays blocked in that daemon thread,
+which the process does not wait for when it exits.  Its batch is neither
+acknowledged nor committed (a replayable source redoes it); what the reader
+finally gets may end in a partial line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import queue
+import sys
+import threading
+from collections.abc import Sequence
+
+from tetrapipe.event.envelope import Envelope
+from tetrapipe.sinks.base import SELECT_ALL, Selection, SinkClosed, SinkError
+
+
+def render_json(envelopes: Sequence[Envelope]) -> bytes:
+    outs = [e.out for e in envelopes]
+    outs.append(b"")  # the join then ends with a newline, without copying the buffer again
+    return b"\n".join(outs)
+
+
+def render_summary(envelopes: Sequence[Envelope], only: frozenset[str] = frozenset()) -> bytes:
+    """One line per (event, category), categories in sorted order, as `jq -r` prints them."""
+    lines: list[str] = []
+    for env in envelopes:
+        for cid, line in env.tags.summaries.items():
+            if not only or cid in only:
+                lines.append(line)
+    if not lines:
+        return b""
+    return ("\n".join(lines) + "\n").encode("utf-8", "surrogatepass")
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+class _Job:
+    __slots__ = ("data", "loop", "done", "abandoned")
+
+    def __init__(self, data: bytes, loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:
+        self.data = data
+        self.loop = loop
+        self.done = done
+        self.abandoned = False  # set by the loop when the write was cancelled before the thread took it
+
+
+class FdWriter:
+    """Blocking writes to a descriptor, in order, off the event loop.
+
+    Why a daemon thread of our own, not `asyncio.to_thread`: pool threads are
+    joined when the loop shuts its executor down and again at interpreter
+    exit, so one blocked in write(2) on a pipe nobody reads would keep the
+    process alive after its shutdown deadline; a daemon thread is not joined.
+    Why not non-blocking writes through the event loop: O_NONBLOCK is a flag
+    of the open file description, which stdout shares with other processes
+    (the shell's terminal, a parent's pipe) and often with our own stderr
+    (`2>&1`); setting it would make their — and our log — writes fail with
+    EAGAIN.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    async def write(self, data: bytes) -> None:
+        """Return once `data` was written; raise the OSError write(2) raised."""
+        loop = asyncio.get_running_loop()
+        job = _Job(data, loop, loop.create_future())
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name=f"write-fd{self.fd}", daemon=True)
+            self._thread.start()
+        self._jobs.put(job)
+        try:
+            await job.done
+        except asyncio.CancelledError:
+            job.abandoned = True
+            raise
+
+    def close(self) -> None:
+        """Let the thread end once it wrote what it holds (not waited for: it may be blocked)."""
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread = None
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            if job.abandoned:
+                continue
+            error: Exception | None = None
+            try:
+                write_all(self.fd, job.data)
+            except Exception as exc:  # noqa: BLE001 - handed to the waiting write(), never lost with the thread
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits for this write any more
+                job.loop.call_soon_threadsafe(_settle, job.done, error)
+
+
+def _settle(done: asyncio.Future[None], error: Exception | None) -> None:
+    if done.done():  # cancelled meanwhile
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)
+
+
+class StdoutSink:
+    def __init__(self, fmt: str = "json", selection: Selection = SELECT_ALL, fd: int | None = None) -> None:
+        if fmt not in ("json", "summary"):
+            raise ValueError(f"unknown output format {fmt!r} (json, summary)")
+        self.name = "stdout"
+        self.format = fmt
+        self.selection = selection
+        self._writer = FdWriter(fd if fd is not None else sys.stdout.fileno())
+
+    async def start(self) -> None:
+        return None
+
+    async def write(self, envelopes: Sequence[Envelope]) -> None:
+        if self.format == "json":
+            data = render_json(envelopes)
+        else:
+            data = render_summary(envelopes, self.selection.categories)
+        if not data:
+            return
+        try:
+            await self._writer.write(data)
+        except BrokenPipeError:
+            raise SinkClosed("stdout was closed by its reader") from None
+        except OSError as exc:
+            raise SinkError(f"writing to stdout failed: {exc}", retryable=False) from None
+
+    async def close(self) -> None:
+        self._writer.close()

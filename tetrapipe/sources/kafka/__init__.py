@@ -1,0 +1,1 @@
+"""The Kafka source: a consumer-group member that commits only acknowledged offsets."""

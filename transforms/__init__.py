@@ -1,1 +1,0 @@
-"""Pure, synchronous transforms compiled once at load: `tag` (categories) and `classify` (CIDR zones)."""
