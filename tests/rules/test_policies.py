@@ -11,7 +11,8 @@ import jsonschema
 import pytest
 import yaml
 
-from tetrapipe.rules.policies import PolicyError, add_policies_parser, cmd_policies, load_policies, policies_dir, render
+from tetrapipe.cli.policies import add_policies_parser, cmd_policies
+from tetrapipe.rules.policies import PolicyError, load_policies, policies_dir, render
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "data" / "tracingpolicy-cilium.io.json"
 EGRESS = "monitor-network-activity-outside-cluster-cidr-range"

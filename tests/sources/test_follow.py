@@ -20,6 +20,7 @@ import pytest
 from tests.support.events import exec_event
 from tests.support.fakes import ScriptedSink
 from tetrapipe.event.decode import LineDecoder
+from tetrapipe.event.oversized import Oversized
 from tetrapipe.pipeline.commit import Committer
 from tetrapipe.pipeline.processor import Processor
 from tetrapipe.pipeline.report import BadInputReporter
@@ -30,7 +31,6 @@ from tetrapipe.sources.base import SourceError
 from tetrapipe.sources.follow.checkpoint import FilePosition, write_atomically
 from tetrapipe.sources.follow.followed import LinePosition, last_line_boundary
 from tetrapipe.sources.follow.source import FollowSource
-from tetrapipe.sources.lines import Oversized
 
 POLL = 0.02
 WAIT = 10.0  # upper bound for any wait; a passing run takes a fraction of it

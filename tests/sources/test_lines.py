@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from tetrapipe.sources.lines import LineSplitter, Oversized
+from tetrapipe.event.oversized import Oversized
+from tetrapipe.sources.lines import LineSplitter
 
 
 def split_all(data: bytes, chunk: int, max_line: int = 100) -> list[bytes]:

@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NoReturn
 
 from tetrapipe import __version__
+from tetrapipe.cli.policies import add_policies_parser, cmd_policies
 from tetrapipe.config.kafka import KafkaConfigError, add_kafka_arguments, build_kafka
 from tetrapipe.config.kafka import resolve as resolve_kafka
 from tetrapipe.config.root import ConfigFileError, build_classifier, build_tagger, load_config, resolve_cidrs
@@ -43,7 +44,6 @@ from tetrapipe.pipeline.processor import Processor
 from tetrapipe.pipeline.runner import EXIT_DRAIN_INCOMPLETE, STOP_MARGIN, Pipeline
 from tetrapipe.pipeline.stats import Stats
 from tetrapipe.rules.docs import categories_markdown, categories_table
-from tetrapipe.rules.policies import add_policies_parser, cmd_policies
 from tetrapipe.service.progress import Progress, summary_table
 from tetrapipe.service.reload import Loaded, Reloader
 from tetrapipe.sinks.base import Selection

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from tetrapipe.event.decode import BadInput, Decoded
-from tetrapipe.transforms.tag import NO_TAGS, Tags
+from tetrapipe.event.tags import NO_TAGS, Tags
 
 
 class Envelope:

@@ -34,8 +34,9 @@ import msgspec
 
 from tetrapipe.event.decode import BadInput, Decoded, LineDecoder, PartialGroup, fault
 from tetrapipe.event.envelope import Batch, Envelope
+from tetrapipe.event.tags import NO_TAGS, Tags
 from tetrapipe.transforms.classify import Classifier
-from tetrapipe.transforms.tag import NO_TAGS, Tagger, Tags
+from tetrapipe.transforms.tag import Tagger
 
 _encode = msgspec.json.Encoder().encode
 _generic = msgspec.json.Decoder()

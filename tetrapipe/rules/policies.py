@@ -10,11 +10,9 @@ and refuses to produce output with a placeholder left in.
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import itertools
 import re
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +20,7 @@ from typing import Any
 
 import yaml
 
-from tetrapipe.config.root import ConfigFileError, load_config, resolve_cidrs
-from tetrapipe.rules.library import Category, Condition, LibraryError, Scalar, load_library, shipped_config_dir
+from tetrapipe.rules.library import Category, Condition, Scalar, shipped_config_dir
 
 API_VERSION = "cilium.io/v1alpha1"
 KIND = "TracingPolicy"
@@ -211,53 +208,6 @@ def _substitute(node: Any, values: Mapping[str, list[str]], ipv6: bool) -> Any:
         if ipv6 and item == "127.0.0.1" and "::1" not in node:  # IPv6 loopback is local too
             out.append("::1")
     return out
-
-
-def add_policies_parser(subparsers: Any) -> None:
-    """Add `policies list|render` to the `tetrapipe` sub-command parsers."""
-    examples = ("examples:\n  tetrapipe policies list\n"
-                "  tetrapipe policies render --pod-cidr 10.244.0.0/16 --service-cidr 10.96.0.0/12 \\\n"
-                "      | kubectl apply -f -\n"
-                "  POD_CIDR=10.244.0.0/16 SERVICE_CIDR=10.96.0.0/12 tetrapipe policies render egress\n"
-                "  tetrapipe policies render --config tetrapipe.yaml --output policies/\n")
-    raw = argparse.RawDescriptionHelpFormatter
-    cmd = subparsers.add_parser("policies", help="list or render the shipped TracingPolicies", epilog=examples,
-                                formatter_class=raw,
-                                description="The Tetragon TracingPolicies whose events the categories tag.")
-    actions = cmd.add_subparsers(dest="policies_command", metavar="ACTION", required=True)
-    show = actions.add_parser("list", help="policy name, file, and the categories that use it")
-    show.add_argument("--config", metavar="FILE", help="include this config file's library overrides")
-    out = actions.add_parser("render", help="print policies ready for 'kubectl apply -f -'", epilog=examples,
-                             formatter_class=raw,
-                             description="Print the policies (all when no NAME) as multi-document YAML, "
-                                         "with the egress policy's CIDRs filled in.")
-    out.add_argument("names", nargs="*", metavar="NAME", help="policy name (see 'tetrapipe policies list')")
-    out.add_argument("--pod-cidr", action="append", metavar="CIDR",
-                     help="pod CIDR (repeatable; default: $POD_CIDR, comma-separated, or the config file)")
-    out.add_argument("--service-cidr", action="append", metavar="CIDR",
-                     help="service CIDR (repeatable; default: $SERVICE_CIDR or the config file)")
-    out.add_argument("--config", metavar="FILE", help="config file (egress.pod_cidrs, egress.service_cidrs)")
-    out.add_argument("--output", metavar="DIR", help="write one NAME.yaml per policy into DIR instead")
-
-
-def cmd_policies(args: argparse.Namespace) -> int:
-    """Run `policies list|render`; 0 on success, 2 with a `tetrapipe: ` message on a user error."""
-    try:
-        config = load_config(args.config)
-        if args.policies_command == "list":
-            sys.stdout.write(policies_table(load_policies(), load_library(config.library)))
-            return 0
-        rendered = render(args.names, resolve_cidrs(args.pod_cidr, "POD_CIDR", config.egress.pod_cidrs),
-                          resolve_cidrs(args.service_cidr, "SERVICE_CIDR", config.egress.service_cidrs))
-        if args.output:
-            for path in write_rendered(rendered, Path(args.output)):
-                print(f"wrote {path}")
-        else:
-            sys.stdout.write("---\n".join(rendered.values()))
-        return 0
-    except (PolicyError, ConfigFileError, LibraryError, OSError) as exc:
-        sys.stderr.write(f"tetrapipe: {exc}\n")
-        return 2
 
 
 def policies_table(policies: Mapping[str, Policy], categories: Sequence[Category]) -> str:

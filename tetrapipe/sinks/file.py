@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import IO
 
 from tetrapipe.event.envelope import Envelope
-from tetrapipe.sources.lines import Oversized
+from tetrapipe.event.oversized import Oversized
 
 _COPY_CHUNK = 1 << 20
 

@@ -26,8 +26,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from tetrapipe.event.envelope import Batch, Envelope
+from tetrapipe.event.oversized import Oversized, Spill, too_large
 from tetrapipe.sources.base import SourceError
-from tetrapipe.sources.lines import LineSplitter, Oversized, Spill, too_large
+from tetrapipe.sources.lines import LineSplitter
 from tetrapipe.sources.reader import ThreadedReader, unless_stopped
 
 DEFAULT_CHUNK = 1 << 20

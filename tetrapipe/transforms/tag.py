@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from tetrapipe.event.decode import Decoded
+from tetrapipe.event.tags import NO_TAGS, Tags, tags_head
 from tetrapipe.rules.conditions import Predicate, compile_condition, compile_matcher, event_types
 from tetrapipe.rules.library import Category
 from tetrapipe.rules.summary import Template
@@ -47,31 +48,6 @@ class CompiledCategory:
         return self.summary.render(decoded) if self.summary is not None else None
 
 
-class Tags:
-    """The categories of one event (sorted ids), their groups and summaries.
-
-    `head` is the JSON of the output contract's `tetrapipe` object up to the
-    summaries value (`{"categories":[…],"groups":[…],"summaries":`), shared by
-    every event with the same categories.
-    """
-
-    __slots__ = ("categories", "groups", "summaries", "head")
-
-    def __init__(self, categories: tuple[str, ...], groups: tuple[str, ...], summaries: dict[str, str],
-                 head: bytes) -> None:
-        self.categories = categories
-        self.groups = groups
-        self.summaries = summaries
-        self.head = head
-
-
-def _head(categories: tuple[str, ...], groups: tuple[str, ...]) -> bytes:
-    return b"".join((b'{"categories":', _encode(categories), b',"groups":', _encode(groups), b',"summaries":'))
-
-
-NO_TAGS = Tags((), (), {}, _head((), ()))
-
-
 class _TypeMatcher:
     """The categories that can match one event type, sorted by id, and their generated matcher."""
 
@@ -93,7 +69,7 @@ class _TypeMatcher:
             cats = tuple(self.categories[i] for i in hits)
             ids = tuple(c.id for c in cats)
             groups = tuple(sorted({c.group for c in cats}))
-            found = (cats, ids, groups, _head(ids, groups))
+            found = (cats, ids, groups, tags_head(ids, groups))
             self._shapes[hits] = found
         return found
 

@@ -14,9 +14,10 @@ import os
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from tetrapipe.event.oversized import Spill
 from tetrapipe.sources.base import SourceError
 from tetrapipe.sources.follow.checkpoint import FilePosition
-from tetrapipe.sources.lines import LineSplitter, Spill
+from tetrapipe.sources.lines import LineSplitter
 
 
 class LinePosition(NamedTuple):

@@ -55,12 +55,12 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal, TextIO
 
 from tetrapipe.event.envelope import Batch, Envelope
+from tetrapipe.event.oversized import Oversized, Spill, too_large
 from tetrapipe.logs import emit
 from tetrapipe.sources.base import SourceError
 from tetrapipe.sources.follow.checkpoint import Checkpoint, FilePosition
 from tetrapipe.sources.follow.followed import Followed, LinePosition, last_line_boundary
 from tetrapipe.sources.follow.rotation import FileId, names_with_inode, rotated_after
-from tetrapipe.sources.lines import Oversized, Spill, too_large
 from tetrapipe.sources.reader import unless_stopped
 
 DEFAULT_CHUNK = 1 << 20
