@@ -36,6 +36,8 @@ from tetrapipe.config.kafka import KafkaConfigError, add_kafka_arguments, build_
 from tetrapipe.config.kafka import resolve as resolve_kafka
 from tetrapipe.config.root import ConfigFileError, build_classifier, build_tagger, load_config, resolve_cidrs
 from tetrapipe.event.decode import DEFAULT_MAX_DEPTH, MAX_DEPTH_LIMIT, LineDecoder
+from tetrapipe.formats import NAMES as FORMAT_NAMES
+from tetrapipe.formats import build_format
 from tetrapipe.logs import LEVELS, emit
 from tetrapipe.logs import configure as configure_logs
 from tetrapipe.logs import current_format as current_log_format
@@ -105,9 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--service-cidr", action="append", metavar="CIDR",
                      help="service CIDR (repeatable; default: $SERVICE_CIDR or the config file)")
     run.add_argument("--dead-letter", metavar="FILE", help="append records that cannot be decoded to FILE, unchanged")
-    run.add_argument("--format", choices=("json", "summary"), default=None,
-                     help="stdout: json, every event with a 'tetrapipe' key (default); summary, one line per "
-                          "tagged event.  Given with Kafka/OTLP outputs, stdout is written as well")
+    run.add_argument("--format", choices=FORMAT_NAMES, default=None,
+                     help="stdout: tetrapipe (alias json), every event with a 'tetrapipe' key (default); summary, "
+                          "one line per tagged event; ocsf, OCSF 1.7.0 events; ecs, ECS 9.4 documents.  Given "
+                          "with Kafka/OTLP outputs, stdout is written as well")
+    run.add_argument("--ocsf-findings", action="store_true",
+                     help="with --format ocsf: also a Detection Finding (2004) per event tagged with a "
+                          "security-group category")
     run.add_argument("--max-depth", type=_positive_int, default=None, metavar="LEVELS",
                      help=f"deepest JSON nesting accepted; deeper records are dead-lettered as too_deep "
                           f"(default: input.max_depth in the config file, else {DEFAULT_MAX_DEPTH})")
@@ -201,7 +207,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     sinks: list[Any] = [*kafka_sinks, *otlp_sinks]
     category_bound = [sink.name for sink in sinks]  # route (Kafka) or grade (OTLP) by category
     if not sinks or args.format_given:
-        sinks.append(StdoutSink(args.format, Selection(categories=frozenset(args.only), untagged=not args.only)))
+        selection = Selection(categories=frozenset(args.only), untagged=not args.only)
+        sinks.append(StdoutSink(build_format(args.format, only=selection.categories, findings=args.ocsf_findings,
+                                             category_groups=dict(tagger.groups)), selection))
     stats = Stats()
     max_depth = args.max_depth if args.max_depth is not None else config.input.max_depth
     processor = Processor(tagger, loaded.classifier, LineDecoder(max_depth=max_depth))

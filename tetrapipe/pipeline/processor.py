@@ -34,38 +34,13 @@ import msgspec
 
 from tetrapipe.event.decode import BadInput, Decoded, LineDecoder, PartialGroup, fault
 from tetrapipe.event.envelope import Batch, Envelope
-from tetrapipe.event.tags import NO_TAGS, Tags
+from tetrapipe.event.tags import NO_TAGS
+from tetrapipe.formats.tetrapipe import UNTAGGED_END, enriched, tetrapipe_object
 from tetrapipe.transforms.classify import Classifier
 from tetrapipe.transforms.tag import Tagger
 
 _encode = msgspec.json.Encoder().encode
 _generic = msgspec.json.Decoder()
-_EMPTY_TP = b'{"categories":[],"groups":[],"summaries":{}}'
-_UNTAGGED_END = b',"tetrapipe":' + _EMPTY_TP + b"}"  # enriched(), for most events: no tag, no egress
-
-
-def tetrapipe_object(tags: Tags, decoded: Decoded) -> bytes:
-    """The `tetrapipe` value of the output contract, as JSON bytes."""
-    egress = decoded.egress
-    if not tags.categories and egress is None:
-        return _EMPTY_TP
-    summaries = _encode(tags.summaries) if tags.summaries else b"{}"
-    if egress is None:
-        return b"".join((tags.head, summaries, b"}"))
-    return b"".join((tags.head, summaries, b',"egress":', _encode(egress), b"}"))
-
-
-def enriched(decoded: Decoded, tp: bytes) -> bytes:
-    """The event's own bytes with `"tetrapipe": tp` added as the last key."""
-    raw = decoded.raw
-    if decoded.has_tetrapipe_key:
-        # Re-processing tetrapipe output: replace the old key instead of duplicating it.
-        root = dict(decoded.generic_root())
-        root.pop("tetrapipe", None)
-        raw = _encode(root)
-    return b"".join((raw[:-1], b',"tetrapipe":', tp, b"}"))
-
-
 def group_record(group: PartialGroup, error: BadInput, last: Envelope | None = None) -> Envelope:
     """One bad record of a group of CRI partial lines (and `last`, the line that ended or overflowed it).
 
@@ -121,7 +96,7 @@ class Processor:
                 if tags.categories or decoded.egress is not None or decoded.has_tetrapipe_key:
                     out = enriched(decoded, tetrapipe_object(tags, decoded))
                 else:  # what enriched() returns for them, without two calls per event
-                    out = decoded.raw[:-1] + _UNTAGGED_END
+                    out = decoded.raw[:-1] + UNTAGGED_END
             except Exception as exc:  # noqa: BLE001 - one record must not stop the stream
                 bad.append(self._failed(env, decoded, exc))
                 continue

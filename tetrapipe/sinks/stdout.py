@@ -1,4 +1,4 @@
-"""`stdout` sink: the enriched JSON lines (`json`) or only the summary lines (`summary`).
+"""`stdout` sink: each batch as lines of its format (`tetrapipe.formats`; default `tetrapipe`).
 
 `write()` returns after the bytes are handed to the kernel (all of them: short
 writes are continued), which is as durable as a pipe gets.  A reader that
@@ -27,25 +27,9 @@ import threading
 from collections.abc import Sequence
 
 from tetrapipe.event.envelope import Envelope
+from tetrapipe.formats import build_format
+from tetrapipe.formats.base import Format
 from tetrapipe.sinks.base import SELECT_ALL, Selection, SinkClosed, SinkError
-
-
-def render_json(envelopes: Sequence[Envelope]) -> bytes:
-    outs = [e.out for e in envelopes]
-    outs.append(b"")  # the join then ends with a newline, without copying the buffer again
-    return b"\n".join(outs)
-
-
-def render_summary(envelopes: Sequence[Envelope], only: frozenset[str] = frozenset()) -> bytes:
-    """One line per (event, category), categories in sorted order, as `jq -r` prints them."""
-    lines: list[str] = []
-    for env in envelopes:
-        for cid, line in env.tags.summaries.items():
-            if not only or cid in only:
-                lines.append(line)
-    if not lines:
-        return b""
-    return ("\n".join(lines) + "\n").encode("utf-8", "surrogatepass")
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -127,11 +111,13 @@ def _settle(done: asyncio.Future[None], error: Exception | None) -> None:
 
 
 class StdoutSink:
-    def __init__(self, fmt: str = "json", selection: Selection = SELECT_ALL, fd: int | None = None) -> None:
-        if fmt not in ("json", "summary"):
-            raise ValueError(f"unknown output format {fmt!r} (json, summary)")
+    """Writes each batch in its format (`tetrapipe.formats`: the default `tetrapipe`, `summary`, …)."""
+
+    def __init__(self, fmt: str | Format = "tetrapipe", selection: Selection = SELECT_ALL,
+                 fd: int | None = None) -> None:
         self.name = "stdout"
-        self.format = fmt
+        # --only also narrows the summary lines of an event to those categories
+        self.format = build_format(fmt, only=selection.categories) if isinstance(fmt, str) else fmt
         self.selection = selection
         self._writer = FdWriter(fd if fd is not None else sys.stdout.fileno())
 
@@ -139,10 +125,7 @@ class StdoutSink:
         return None
 
     async def write(self, envelopes: Sequence[Envelope]) -> None:
-        if self.format == "json":
-            data = render_json(envelopes)
-        else:
-            data = render_summary(envelopes, self.selection.categories)
+        data = self.format.lines(envelopes)
         if not data:
             return
         try:

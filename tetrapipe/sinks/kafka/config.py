@@ -40,6 +40,8 @@ class KafkaSinkConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=
     batch_size: int = 512 << 10  # bytes per partition batch (keep below the broker's message.max.bytes)
     max_request_size: int = 1 << 20
     topics: TopicSettings = msgspec.field(default_factory=TopicSettings)
+    format: str = "tetrapipe"  # the record value: a tetrapipe.formats name (tetrapipe, summary, ocsf, ecs)
+    ocsf_findings: bool = False  # with format ocsf: a Detection Finding too (a second line of the value)
 
 
 class KafkaDeadLetterConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):

@@ -45,6 +45,7 @@ from aiokafka.partitioner import murmur2
 from tetrapipe.clients.kafka import KafkaConnection, KafkaConnectionError
 from tetrapipe.event.decode import BadInput
 from tetrapipe.event.envelope import Envelope
+from tetrapipe.formats import build_format
 from tetrapipe.logs import emit
 from tetrapipe.sinks.base import SELECT_ALL, DeadLetter, SinkError
 from tetrapipe.sinks.kafka.config import KafkaDeadLetterConfig, KafkaSinkConfig, producer_options
@@ -124,6 +125,10 @@ class KafkaSink:
         self.dead_letter: DeadLetter | None = None
         self.by_category: Counter[str] = Counter()
         self.messages: Counter[str] = Counter()
+        # The default format's value is what the processor already rendered: no call per event.
+        self.format = None if config.format == "tetrapipe" else build_format(
+            config.format, findings=config.ocsf_findings, category_groups=groups)
+        self.no_record = 0  # events the format had nothing to say about (e.g. summary of an untagged one)
 
     async def start(self) -> None:
         cfg = self.config
@@ -161,13 +166,18 @@ class KafkaSink:
         futures: list[asyncio.Future[Any]] = []
         oversized: list[tuple[Envelope, int]] = []
         limit = self.config.max_request_size
+        fmt = self.format
         try:
             for env in envelopes:
                 route = route_of(env)
                 if not route.topics:
                     shapes[route] += 1
                     continue
-                key, headers, value = key_of(env), headers_of(env, route), env.out
+                value = env.out if fmt is None else fmt.record(env)
+                if value is None:
+                    self.no_record += 1
+                    continue
+                key, headers = key_of(env), headers_of(env, route)
                 size = record_size(key, value, headers)
                 if size > limit:
                     oversized.append((env, size))

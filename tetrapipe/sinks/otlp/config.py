@@ -26,6 +26,8 @@ from urllib.parse import unquote, urlsplit
 
 import msgspec
 
+from tetrapipe.formats import build_format
+from tetrapipe.formats.base import Format
 from tetrapipe.sinks.base import Selection
 from tetrapipe.sinks.otlp.mapping import DEFAULT_GROUP_SEVERITY, LogMapper, Severity
 from tetrapipe.sinks.otlp.sink import DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS, DeadLetter, OtlpSink
@@ -71,6 +73,7 @@ class OtlpSinkConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=T
     tls: OtlpTlsConfig = msgspec.field(default_factory=OtlpTlsConfig)
     select: Selection = msgspec.field(default_factory=Selection)
     body: Literal["string", "map"] = "string"
+    format: str = "tetrapipe"  # the body's format (tetrapipe.formats); other than tetrapipe: a string body
     service_name: str = "tetrapipe"
     resource: dict[str, str] = {}  # extra resource attributes, e.g. deployment.environment.name
     severity: OtlpSeverityConfig = msgspec.field(default_factory=OtlpSeverityConfig)
@@ -177,7 +180,8 @@ def build_sink(cfg: OtlpSinkConfig, dead_letter: DeadLetter | None = None, *,
     try:
         severity = Severity(sev.untagged, sev.default, sev.groups, sev.categories, group_of)
         return OtlpSink(settings, name=cfg.name, selection=cfg.select, service_name=cfg.service_name,
-                        mapper=LogMapper(severity, cfg.body), resource=cfg.resource, dead_letter=dead_letter,
+                        mapper=LogMapper(severity, cfg.body, _format(cfg, group_of)), resource=cfg.resource,
+                        dead_letter=dead_letter,
                         max_records=cfg.max_records, max_bytes=cfg.max_bytes,
                         max_concurrent_requests=cfg.max_concurrent_requests, scope_version=scope_version)
     except ValueError as exc:
@@ -224,3 +228,15 @@ def build_otlp_sinks(args: argparse.Namespace, config_section: Sequence[OtlpSink
         raise OtlpConfigError(f"otlp sinks with the same name/endpoint: {', '.join(duplicates)} (set distinct names)")
     return sinks
 
+
+def _format(cfg: OtlpSinkConfig, group_of: Mapping[str, str] | None) -> Format | None:
+    """The body's format when it is not the output contract (which the processor already rendered)."""
+    if cfg.format in ("tetrapipe", "json"):
+        return None
+    if cfg.body == "map":
+        raise OtlpConfigError(f"otlp format {cfg.format!r} is sent as a string body: body: map works with "
+                              "format: tetrapipe only")
+    try:
+        return build_format(cfg.format, category_groups=group_of)
+    except ValueError as exc:
+        raise OtlpConfigError(f"otlp {exc}") from None

@@ -19,6 +19,7 @@ import calendar
 from typing import Any
 
 from tetrapipe.event.envelope import Envelope
+from tetrapipe.formats.base import Format
 
 # OTLP SeverityNumber values (logs data model) for the texts users may configure.
 SEVERITIES: dict[str, int] = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "ERROR": 17, "FATAL": 21}
@@ -251,13 +252,15 @@ class LogMapper:
 
     `body_mode`: "string" — the output-contract JSON line (event + `tetrapipe` key, as stdout
     writes it); "map" — the same document as a structured map (kvlist; costs a full decode).
+    `fmt`: another format's record as the string body instead (`format:` of the sink: ocsf, ecs, …).
     """
 
-    def __init__(self, severity: Severity | None = None, body_mode: str = "string") -> None:
+    def __init__(self, severity: Severity | None = None, body_mode: str = "string", fmt: Format | None = None) -> None:
         if body_mode not in ("string", "map"):
             raise ValueError(f"unknown body mode {body_mode!r} (string, map)")
         self.severity = severity or Severity()
         self.body_mode = body_mode
+        self.format = fmt  # None: the output contract (what the processor rendered); else its record, as a string
         self._event_names: dict[str, str] = {}
 
     def resource_key(self, env: Envelope) -> tuple[str | None, str | None]:
@@ -287,7 +290,11 @@ class LogMapper:
         name = self._event_names.get(etype)
         if name is None:
             name = self._event_names.setdefault(etype, "tetragon." + etype)
-        out = env.out if self.body_mode == "string" else _map_body(env)
+        out: bytes | dict[str, Any]
+        if self.format is not None:
+            out = self.format.record(env) or b""
+        else:
+            out = env.out if self.body_mode == "string" else _map_body(env)
         return LogFields(parse_time(_get(root, "time")), env.received_ns, severity, severity_text, name, out, attrs)
 
     @staticmethod

@@ -1,0 +1,55 @@
+"""`tetrapipe`: the output contract (README, "Output contract"), the default format everywhere.
+
+The event's own bytes — the unwrapped object, byte for byte — with one key, `tetrapipe`,
+appended: categories, groups, summaries and the egress classification.  The processor
+renders it for every event as it tags it (`enriched(decoded, tetrapipe_object(...))`), since
+every run has a sink in this format unless configured otherwise; `record()` returns that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+
+from tetrapipe.event.decode import Decoded
+from tetrapipe.event.envelope import Envelope
+from tetrapipe.event.tags import Tags
+
+_encode = msgspec.json.Encoder().encode
+EMPTY_TP = b'{"categories":[],"groups":[],"summaries":{}}'
+UNTAGGED_END = b',"tetrapipe":' + EMPTY_TP + b"}"  # enriched(), for most events: no tag, no egress
+
+
+def tetrapipe_object(tags: Tags, decoded: Decoded) -> bytes:
+    """The `tetrapipe` value of the output contract, as JSON bytes."""
+    egress = decoded.egress
+    if not tags.categories and egress is None:
+        return EMPTY_TP
+    summaries = _encode(tags.summaries) if tags.summaries else b"{}"
+    if egress is None:
+        return b"".join((tags.head, summaries, b"}"))
+    return b"".join((tags.head, summaries, b',"egress":', _encode(egress), b"}"))
+
+
+def enriched(decoded: Decoded, tp: bytes) -> bytes:
+    """The event's own bytes with `"tetrapipe": tp` added as the last key."""
+    raw = decoded.raw
+    if decoded.has_tetrapipe_key:
+        # Re-processing tetrapipe output: replace the old key instead of duplicating it.
+        root = dict(decoded.generic_root())
+        root.pop("tetrapipe", None)
+        raw = _encode(root)
+    return b"".join((raw[:-1], b',"tetrapipe":', tp, b"}"))
+
+
+class TetrapipeFormat:
+    name = "tetrapipe"
+
+    def record(self, env: Envelope) -> bytes | None:
+        return env.out
+
+    def lines(self, envelopes: Sequence[Envelope]) -> bytes:
+        outs = [e.out for e in envelopes]
+        outs.append(b"")  # the join then ends with a newline, without copying the buffer again
+        return b"\n".join(outs)
