@@ -88,8 +88,7 @@ def main() -> int:
         commands["jq"] = [*pin, jq, "-c", FILTERS[args.jq_filter]]
     # An installed package has its bytecode compiled at install time; a checkout run with
     # PYTHONDONTWRITEBYTECODE would otherwise recompile every module at every start.
-    subprocess.run([sys.executable, "-m", "compileall", "-q", *(str(ROOT / d) for d in ("pipeline", "transforms",
-                    "sinks"))], check=True)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "tetrapipe")], check=True)
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "events.jsonl"
         mix = PRODUCTION_MIX if args.mix == "production" else None
