@@ -59,7 +59,7 @@ from tetrapipe.pipeline.processor import Processor
 from tetrapipe.pipeline.report import BadInputReporter
 from tetrapipe.pipeline.stats import Stats
 from tetrapipe.sinks.base import DeadLetter, Sink, SinkClosed, SinkError
-from tetrapipe.sources.base import Source, SourceError
+from tetrapipe.sources.base import Drains, ReadsOnce, ReportsReadiness, Source, SourceError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -97,9 +97,8 @@ class Pipeline:
         self._ended = False  # run() returned
         self.delivery = Delivery(self.sinks, dead_letter, self.stats, retry=retry, log=log,
                                  deadline=lambda: self._deadline)
-        bind_drain = getattr(source, "bind_drain", None)
-        if bind_drain is not None:
-            bind_drain(self.drain)
+        if isinstance(source, Drains):
+            source.bind_drain(self.drain)
 
     # -- lifecycle ---------------------------------------------------------
     def request_stop(self) -> None:
@@ -120,7 +119,7 @@ class Pipeline:
         reasons = []
         if not self._running:
             reasons.append("pipeline not running" if not self._ended else "pipeline ended")
-        elif not getattr(self.source, "ready", True):
+        elif isinstance(self.source, ReportsReadiness) and not self.source.ready:
             reasons.append(f"source {self.source.name}: not connected")
         if self._stopping.is_set():
             reasons.append("stopping")
@@ -312,7 +311,8 @@ class Pipeline:
             # What was read before the failure is still delivered and committed.
             self._say(str(exc), "error")
             self.exit_code = EXIT_INPUT_UNREADABLE
-        if not ended and self._stopping.is_set() and not getattr(self.source, "replays", True):
+        if not ended and self._stopping.is_set() and isinstance(self.source, ReadsOnce) \
+                and not self.source.replays:
             # A one-shot input (stdin, --input) stopped early: nobody reads it again, so what the
             # decoder still holds (CRI partial lines) is dead-lettered now, as at the end of the input.
             await self._take(Batch([], None, final=True))

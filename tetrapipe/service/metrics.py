@@ -14,12 +14,15 @@ topic/partition — bounded sets; never event content.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
+
+from tetrapipe.sinks.base import ReportsCounters
+from tetrapipe.sources.base import ReportsBacklog, ReportsLag, ReportsReadiness
 
 if TYPE_CHECKING:
     from tetrapipe.pipeline.runner import Pipeline
@@ -91,7 +94,7 @@ class PipelineCollector(Collector):
         names = [s.name for s in p.sinks] + ([p.dead_letter.name] if p.dead_letter is not None else [])
         yield _gauge("tetrapipe_sink_up", "1 while the sink's last write succeeded, 0 while it is being retried",
                      labels=["sink"], values={n: 0 if n in p.failing else 1 for n in names})
-        internal = {(s.name, op): n for s in p.sinks for op, n in getattr(s, "counters", {}).items()}
+        internal = {(s.name, op): n for s in p.sinks if isinstance(s, ReportsCounters) for op, n in s.counters.items()}
         yield _counter("tetrapipe_sink_operations", "Sink-specific counters (requests, records exported, "
                        "partial rejections, …)", ["sink", "operation"], internal)
 
@@ -120,12 +123,12 @@ class PipelineCollector(Collector):
     def _source(self) -> Iterator[Metric]:
         source = self.pipeline.source
         yield _gauge("tetrapipe_source_up", "1 while the source is connected (Kafka: brokers answer metadata "
-                     "requests)", labels=["source"], values={source.name: 1 if getattr(source, "ready", True) else 0})
-        backlog_of: Callable[[], dict[str, int]] | None = getattr(source, "backlog", None)
+                     "requests)", labels=["source"], values={source.name: _up(source)})
+        backlog_of = source.backlog if isinstance(source, ReportsBacklog) else None
         if backlog_of is not None:
             yield _gauge("tetrapipe_follow_backlog_bytes", "Bytes of the followed file not yet acknowledged "
                          "by the outputs", labels=["file"], values=backlog_of())
-        lag_of: Callable[[], dict[tuple[str, int], int]] | None = getattr(source, "lag", None)
+        lag_of = source.lag if isinstance(source, ReportsLag) else None
         if lag_of is None:
             return
         yield _gauge("tetrapipe_kafka_consumer_lag",
@@ -140,3 +143,8 @@ def registry_for(pipeline: Pipeline, version: str) -> CollectorRegistry:
     registry.register(PipelineCollector(pipeline, version))
     ProcessCollector(registry=registry)  # process_cpu_seconds_total, process_resident_memory_bytes, open fds
     return registry
+
+
+def _up(source: object) -> int:
+    """1 while the source is connected; a source that does not report readiness always is."""
+    return 0 if isinstance(source, ReportsReadiness) and not source.ready else 1

@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 from tetrapipe.logs import set_live_line
 from tetrapipe.pipeline.stats import Stats
+from tetrapipe.sources.base import ReportsProgress
 
 CLEAR = "\r\x1b[2K"
 
@@ -56,7 +57,7 @@ class Progress:
             self._rate = (self.stats.received - events_then) / (now - then)
             self._window = (now, self.stats.received)
         parts = [f"{self.stats.received:,} records", f"{self._rate:,.0f}/s"]
-        progress: Callable[[], tuple[int, int | None]] | None = getattr(self.source, "progress", None)
+        progress = self.source.progress if isinstance(self.source, ReportsProgress) else None
         if progress is not None:
             done, total = progress()
             if total:

@@ -10,8 +10,8 @@ committing the batch).  A sink sees only the envelopes its `Selection` picked.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import Protocol, runtime_checkable
 
 import msgspec
 
@@ -77,3 +77,11 @@ class Sink(Protocol):
     async def write(self, envelopes: Sequence[Envelope]) -> None: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class ReportsCounters(Protocol):
+    """Sink internals by operation (`tetrapipe_sink_operations_total`: OTLP requests, Kafka routing, …)."""
+
+    @property
+    def counters(self) -> Mapping[str, int]: ...

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any, TextIO
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -41,10 +41,8 @@ from tetrapipe.clients.connectivity import ConnectivityProbe
 from tetrapipe.clients.kafka import KafkaConnection, KafkaConnectionError
 from tetrapipe.event.envelope import Batch, Envelope
 from tetrapipe.logs import emit
-from tetrapipe.sources.base import SourceError
+from tetrapipe.sources.base import DrainFn, SourceError
 from tetrapipe.sources.kafka.config import KafkaSourceConfig
-
-DrainFn = Callable[[Callable[[Batch], bool], float, Callable[[Batch], Any]], Awaitable[bool]]
 
 
 def _touches(batch: Batch, partitions: set[TopicPartition]) -> bool:
