@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NoReturn
 
 from tetrapipe import __version__
+from tetrapipe.cli.config_test import add_test_parser, cmd_test
 from tetrapipe.cli.policies import add_policies_parser, cmd_policies
 from tetrapipe.config.kafka import KafkaConfigError, add_kafka_arguments, build_kafka
 from tetrapipe.config.kafka import resolve as resolve_kafka
@@ -157,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "  exit status 0 when valid, 2 with the offending path otherwise\n")
     check.add_argument("file", metavar="FILE")
     add_policies_parser(commands)
+    add_test_parser(commands)
     return parser
 
 
@@ -483,7 +485,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "categories": cmd_categories, "check-config": cmd_check_config,
-            "policies": cmd_policies}
+            "policies": cmd_policies, "test": lambda args: cmd_test(args, load_configuration)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
