@@ -53,3 +53,75 @@ def process_lines(processor: Processor, lines: Sequence[bytes]) -> list[Envelope
     batch = Batch([Envelope(line, i + 1) for i, line in enumerate(lines)])
     processor.process(batch)
     return batch.envelopes
+
+
+# -- ERROR log lines a test did not expect fail it -------------------------------------------------
+#
+# Every tetrapipe log line goes through `tetrapipe.logs.emit`, which formats it with the module-level
+# `render` (looked up at each call; components import `emit` by name, so patching `emit` itself would
+# miss them).  Wrapping `render` sees every emitted line, whatever stream it goes to (stderr, or a
+# `log=` StringIO a test passed).  Third-party `logging` records that `tetrapipe.logs.configure`
+# routes through the same `render` are not counted: only logger "tetrapipe" (tetrapipe's own lines).
+# Log lines of subprocesses (CLI tests that run `python -m tetrapipe.cli.main`) are not seen here.
+
+from collections.abc import Iterator  # noqa: E402 - kept with the fixture it serves
+
+
+class LoggedErrors:
+    """ERROR lines tetrapipe emitted during the current test; `take()` marks them as expected."""
+
+    def __init__(self) -> None:
+        self._lines: list[tuple[str, dict[str, object]]] = []
+        self._taken = 0
+
+    def record(self, message: str, context: dict[str, object]) -> None:
+        self._lines.append((message, dict(context)))
+
+    @property
+    def messages(self) -> list[str]:
+        """Every ERROR message logged so far in this test (taken or not)."""
+        return [message for message, _ in self._lines]
+
+    def take(self) -> list[str]:
+        """The ERROR messages logged since the last `take()`, now accepted as expected."""
+        fresh = self._lines[self._taken:]
+        self._taken = len(self._lines)
+        return [message for message, _ in fresh]
+
+    def untaken(self) -> list[tuple[str, dict[str, object]]]:
+        return self._lines[self._taken:]
+
+
+@pytest.fixture
+def logged_errors(_error_log_check: LoggedErrors) -> LoggedErrors:
+    """The ERROR lines logged by the test: assert on them with `take()`; those not taken still fail it."""
+    return _error_log_check
+
+
+@pytest.fixture(autouse=True)
+def _error_log_check(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[LoggedErrors]:
+    """Fail (at teardown) a test that logged an ERROR it did not expect.
+
+    Expected: the test is marked `@pytest.mark.expect_errors`, or it took them from `logged_errors`.
+    """
+    from tetrapipe import logs
+
+    errors = LoggedErrors()
+    original = logs.render
+
+    def recording_render(level: str, message: str, context: dict[str, object], logger: str = "tetrapipe") -> str:
+        if level == "error" and logger == "tetrapipe":
+            errors.record(message, context)
+        return original(level, message, context, logger)
+
+    monkeypatch.setattr(logs, "render", recording_render)
+    yield errors
+    if request.node.get_closest_marker("expect_errors") is not None:
+        return
+    unexpected = errors.untaken()
+    if unexpected:
+        shown = "\n".join(f"  - {message} {context or ''}" for message, context in unexpected[:10])
+        more = f"\n  … and {len(unexpected) - 10} more" if len(unexpected) > 10 else ""
+        pytest.fail(f"the test logged {len(unexpected)} ERROR line(s) it did not expect (mark it "
+                    f"@pytest.mark.expect_errors, or take() them from the logged_errors fixture):\n{shown}{more}",
+                    pytrace=False)

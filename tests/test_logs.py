@@ -51,6 +51,7 @@ def test_json_lines_carry_level_message_and_context() -> None:
     assert record["time"].endswith("Z") and len(record["time"]) == 24
 
 
+@pytest.mark.expect_errors
 def test_text_lines_are_for_people() -> None:
     logs.configure("text", "warning")
     out = io.StringIO()

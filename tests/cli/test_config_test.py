@@ -28,6 +28,7 @@ def test_a_wrong_expectation_fails_and_says_what_differs(tmp_path: Path, capsys:
     assert "FAIL" in out and "categories ['sudo'], expected ['suid']" in out and "zone None, expected public" in out
 
 
+@pytest.mark.expect_errors
 def test_a_bad_test_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     case = tmp_path / "t.yaml"
     case.write_text("tests:\n  - name: x\n    expect: {categories: []}\n    surprise: 1\n")

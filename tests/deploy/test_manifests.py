@@ -346,7 +346,7 @@ def test_workload_security_context(path: Path, workload: dict[str, Any]) -> None
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == 10001  # the image's user
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
-    assert pod.get("automountServiceAccountToken") is False
+    assert pod.get("automountServiceAccountToken") is True  # peers.kubernetes reads the API (deploy/rbac)
     for c in containers(workload, init=True):
         sc = c["securityContext"]
         assert sc["allowPrivilegeEscalation"] is False, c["name"]
@@ -401,7 +401,7 @@ def known_env_vars() -> set[str]:
     names = set()
     for pkg in ("tetrapipe",):
         for src in (ROOT / pkg).rglob("*.py"):
-            names.update(re.findall(r"\b((?:KAFKA|POD|SERVICE)_[A-Z_]+)\b", src.read_text(encoding="utf-8")))
+            names.update(re.findall(r"\b((?:KAFKA|POD|SERVICE|NODE)_[A-Z_]+)\b", src.read_text(encoding="utf-8")))
     names.update(kafka_connection._ENV[f] + "_FILE" for f in kafka_connection._FROM_FILE)
     otlp = (ROOT / "tetrapipe" / "sinks" / "otlp" / "config.py").read_text(encoding="utf-8")
     for suffix in re.findall(r'_env\(environ, "([A-Z_]+)"\)', otlp):

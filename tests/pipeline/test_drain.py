@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import orjson
+import pytest
 
 from tests.support.events import exec_event
 from tetrapipe.event.envelope import Batch, Envelope
@@ -205,6 +206,7 @@ async def test_drain_past_its_deadline_abandons_the_batches_and_never_commits_th
     assert p.committer.in_flight == 0
 
 
+@pytest.mark.expect_errors
 async def test_drain_is_bounded_by_the_shutdown_deadline(processor: Any) -> None:
     source = PartitionSource([("p0", 3)])
     sink = GatedSink({"p0"})
@@ -220,6 +222,7 @@ async def test_drain_is_bounded_by_the_shutdown_deadline(processor: Any) -> None
     assert source.commits == []
 
 
+@pytest.mark.expect_errors
 async def test_drain_after_the_pipeline_ended_does_not_wait(processor: Any) -> None:
     source = PartitionSource([("p0", 3)])
     sink = GatedSink({"p0"})

@@ -6,6 +6,7 @@ import asyncio
 import io
 
 import orjson
+import pytest
 
 from tests.support.events import exec_event, kprobe_event, sock
 from tests.support.fakes import ListSource, ScriptedSink
@@ -75,6 +76,7 @@ async def test_retryable_failures_are_retried_without_loss_or_duplicates(process
     assert p.stats.sink_retries["fake"] == 7
 
 
+@pytest.mark.expect_errors
 async def test_fatal_failure_stops_without_committing_the_batch(processor):
     source = ListSource(lines(50))
     sink = ScriptedSink()
@@ -119,6 +121,7 @@ async def test_graceful_stop_drains_what_was_read_and_commits_it(processor):
     assert source.commits[-1] == read  # and committed
 
 
+@pytest.mark.expect_errors
 async def test_grace_period_bounds_a_stuck_shutdown(processor):
     source = ListSource(lines(100))
     sink = ScriptedSink()
@@ -140,6 +143,7 @@ async def test_reader_going_away_stops_quietly(processor):
     assert source.commits == []
 
 
+@pytest.mark.expect_errors
 async def test_unreadable_source_exits_2(processor):
     p = make(processor, ListSource([], fail_start=True), [ScriptedSink()])
     assert await p.run() == EXIT_INPUT_UNREADABLE

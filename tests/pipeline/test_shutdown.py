@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+import pytest
 
 from tests.support.events import exec_event
 from tests.support.fakes import ListSource, ScriptedSink
@@ -136,6 +137,7 @@ def log_of(p: Pipeline) -> str:
     return p.log.getvalue()  # type: ignore[union-attr]
 
 
+@pytest.mark.expect_errors
 async def test_writes_that_never_return_end_the_run_at_the_deadline_uncommitted(processor: Any) -> None:
     source = ListSource(LINES, batch_size=10)
     first, second = HangingSink("first", ack_first=3), HangingSink("second", ack_first=3)
@@ -154,6 +156,7 @@ async def test_writes_that_never_return_end_the_run_at_the_deadline_uncommitted(
     assert p.undelivered >= 1
 
 
+@pytest.mark.expect_errors
 async def test_a_write_that_ignores_cancellation_is_left_behind_and_never_acknowledged(processor: Any) -> None:
     source = ListSource(LINES, batch_size=10)
     sink = HangingSink(ack_first=2, ignore_cancel=True)
@@ -180,6 +183,7 @@ async def test_a_write_that_ignores_cancellation_is_left_behind_and_never_acknow
     assert p.committer.in_flight >= 1
 
 
+@pytest.mark.expect_errors
 async def test_closes_that_hang_are_abandoned_once_a_stop_is_requested(processor: Any) -> None:
     source = ListSource(LINES[:50], batch_size=10)
     first, second = StuckLifecycleSink("first", stuck_close=True), StuckLifecycleSink("second", stuck_close=True)
@@ -198,6 +202,7 @@ async def test_closes_that_hang_are_abandoned_once_a_stop_is_requested(processor
     assert "closing second did not finish" in log_of(p) and "closing first did not finish" in log_of(p)
 
 
+@pytest.mark.expect_errors
 async def test_a_start_that_hangs_is_abandoned_once_a_stop_is_requested(processor: Any) -> None:
     source = ListSource(LINES, batch_size=10)
     sink = StuckLifecycleSink(stuck_start=True)
@@ -211,6 +216,7 @@ async def test_a_start_that_hangs_is_abandoned_once_a_stop_is_requested(processo
     assert source.batches_pulled == 0 and source.commits == []
 
 
+@pytest.mark.expect_errors
 async def test_a_sink_still_failing_at_the_deadline_is_an_incomplete_drain(processor: Any) -> None:
     source = ListSource(LINES, batch_size=10)
     sink = AlwaysFailing("failing")
@@ -226,6 +232,7 @@ async def test_a_sink_still_failing_at_the_deadline_is_an_incomplete_drain(proce
     assert "grace period exceeded" in log_of(p) or "still failing when the shutdown grace period" in log_of(p)
 
 
+@pytest.mark.expect_errors
 async def test_a_sink_failing_for_good_cancels_the_sibling_writes(processor: Any) -> None:
     source = ListSource(LINES[:10], batch_size=10)
     broken = ScriptedSink("broken")
@@ -239,6 +246,7 @@ async def test_a_sink_failing_for_good_cancels_the_sibling_writes(processor: Any
     assert source.commits == []
 
 
+@pytest.mark.expect_errors
 async def test_a_close_that_fails_is_reported_and_the_others_are_still_closed(processor: Any) -> None:
     class BrokenClose(ScriptedSink):
         async def close(self) -> None:

@@ -123,6 +123,7 @@ async def test_invalid_argument_is_bisected_to_the_bad_record(processor: Process
     assert len(transport.requests) <= 2 * 6 + 1  # log2(50) levels, two requests each
 
 
+@pytest.mark.expect_errors
 async def test_without_dead_letter_a_bad_record_is_counted_and_reported(processor: Processor) -> None:
     envs = events(processor, 8)
     bad = pid(envs[3])
@@ -148,6 +149,7 @@ async def test_too_large_is_split_and_fatal_stops(processor: Processor) -> None:
     assert not failure.value.retryable
 
 
+@pytest.mark.expect_errors
 async def test_partial_success_is_counted_and_reported(processor: Processor) -> None:
     sink = await make(FakeTransport(lambda pids: Accepted(2, "two were odd")))
     await sink.write(events(processor, 10))

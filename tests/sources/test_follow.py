@@ -211,6 +211,7 @@ async def test_a_partial_last_line_waits_for_its_newline(processor, files):
     assert checkpoint(ckpt)["offset"] == log.stat().st_size
 
 
+@pytest.mark.expect_errors
 async def test_restart_continues_exactly_after_the_last_acknowledged_line(processor, files):
     log, ckpt = files
     log.write_bytes(lines(0, 20))

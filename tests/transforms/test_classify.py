@@ -72,8 +72,11 @@ def test_invalid_cidr_names_the_zone():
         Classifier(zones=[ZoneSpec("corp", ("10.0.0.0/33",), True)])
 
 
-def test_host_bits_are_accepted():
-    assert Classifier(pod_cidrs=["10.244.1.7/16"]).lookup("10.244.9.9")[0] == "pod"
+def test_host_bits_are_an_error_that_names_the_setting_and_the_network():
+    with pytest.raises(ConfigError, match=r"--pod-cidr / POD_CIDR / egress.pod_cidrs: 10.244.1.7/16 has host "
+                                          r"bits set; the network is 10.244.0.0/16"):
+        Classifier(pod_cidrs=["10.244.1.7/16"])
+    assert Classifier(pod_cidrs=["10.244.0.0/16", "10.0.0.1"]).lookup("10.0.0.1")[0] == "pod"  # a host is a /32
 
 
 def test_thousands_of_cidrs(classifier):

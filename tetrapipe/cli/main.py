@@ -35,7 +35,16 @@ from tetrapipe.cli.config_test import add_test_parser, cmd_test
 from tetrapipe.cli.policies import add_policies_parser, cmd_policies
 from tetrapipe.config.kafka import KafkaConfigError, add_kafka_arguments, build_kafka
 from tetrapipe.config.kafka import resolve as resolve_kafka
-from tetrapipe.config.root import ConfigFileError, build_classifier, build_tagger, load_config, resolve_cidrs
+from tetrapipe.config.root import (
+    ConfigFileError,
+    Filters,
+    build_classifier,
+    build_filters,
+    build_peer_config,
+    build_tagger,
+    load_config,
+    resolve_cidrs,
+)
 from tetrapipe.event.decode import DEFAULT_MAX_DEPTH, MAX_DEPTH_LIMIT, LineDecoder
 from tetrapipe.formats import NAMES as FORMAT_NAMES
 from tetrapipe.formats import build_format
@@ -54,6 +63,8 @@ from tetrapipe.sinks.file import FileDeadLetter
 from tetrapipe.sinks.otlp.config import OtlpConfigError, add_otlp_arguments, build_otlp_sinks
 from tetrapipe.sinks.stdout import StdoutSink
 from tetrapipe.sources import FileSource, StdinSource
+from tetrapipe.transforms.peer_static import StaticPeersError
+from tetrapipe.transforms.peers import PeerResolver
 
 RUN_EXAMPLES = """\
 examples:
@@ -139,6 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                                                  "0.0.0.0"),  # noqa: S104
                      help="address for --metrics-port (default 0.0.0.0 — the pod IP, so probes and "
                           "Prometheus reach it; 127.0.0.1 for local runs)")
+    run.add_argument("--peers-kubernetes", action="store_true", default=None,
+                     help="name connection peers from the Kubernetes API (pods, services, nodes; needs "
+                          "deploy/rbac; default: peers.kubernetes.enabled in the config file)")
+    run.add_argument("--no-peers-learn", action="store_true",
+                     help="do not learn pod addresses from the events' own source addresses (peers.learn)")
     add_kafka_arguments(run)
     add_otlp_arguments(run)
 
@@ -171,7 +187,7 @@ def load_configuration(args: argparse.Namespace) -> Loaded:
         resolve_cidrs(args.pod_cidr, "POD_CIDR", config.egress.pod_cidrs),
         resolve_cidrs(args.service_cidr, "SERVICE_CIDR", config.egress.service_cidrs),
     )
-    return Loaded(config, tagger, classifier)
+    return Loaded(config, tagger, classifier, build_filters(config))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -182,6 +198,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     args.format_given = args.format is not None
     args.format = args.format or "json"
     loaded = load_configuration(args)
+    _warn_without_cidrs(args, loaded.config)
     config, tagger = loaded.config, loaded.tagger
     unknown = sorted(set(args.only) - tagger.ids)
     if unknown:
@@ -214,17 +231,25 @@ def cmd_run(args: argparse.Namespace) -> int:
                                              category_groups=dict(tagger.groups)), selection))
     stats = Stats()
     max_depth = args.max_depth if args.max_depth is not None else config.input.max_depth
-    processor = Processor(tagger, loaded.classifier, LineDecoder(max_depth=max_depth))
-    pipeline = Pipeline(source, processor, sinks, dead_letter=dead_letter, stats=stats, grace=args.grace)
+    peers = build_peers(args, config.peers)
+    processor = Processor(tagger, loaded.classifier, LineDecoder(max_depth=max_depth),
+                          peers=peers.resolver if peers is not None else None)
+    pipeline = Pipeline(source, processor, sinks, dead_letter=dead_letter, stats=stats, grace=args.grace,
+                        readiness=[peers.not_ready] if peers is not None else ())
     reloader = Reloader(lambda: load_configuration(args), loaded, processor, stats=stats, only=args.only,
-                        category_bound_outputs=category_bound)
+                        category_bound_outputs=category_bound,
+                        peers=peers.resolver if peers is not None else None)
+    processor.stage = loaded.filters.top  # filters, redaction: tetrapipe.pipeline.filtering
+    reloader.on_filters = _sink_filters(pipeline, config, kafka_sinks, otlp_sinks)
+    reloader.on_filters(loaded.filters)
     status = None
     if args.metrics_port is not None:
         from tetrapipe.service.metrics import registry_for
         from tetrapipe.service.status import StatusServer
 
-        status = StatusServer(registry_for(pipeline, __version__), pipeline.health,
-                              host=args.metrics_address, port=args.metrics_port)
+        status = StatusServer(registry_for(pipeline, __version__,
+                                           peer_watch=peers.watch if peers is not None else None),
+                              pipeline.health, host=args.metrics_address, port=args.metrics_port)
     progress = None
     events_on_screen = any(isinstance(s, StdoutSink) for s in sinks) and sys.stdout.isatty()
     if not (args.quiet or args.no_progress or events_on_screen) and current_log_format() == "text" \
@@ -233,11 +258,59 @@ def cmd_run(args: argparse.Namespace) -> int:
     tune_gc()
     summary = RunSummary(stats, lambda: reloader.current.tagger.groups, quiet=args.quiet)
     code, left_running = _run_to_end(_run_with_signals(pipeline, status, reloader, progress,
-                                                       on_second_signal=summary.write))
+                                                       on_second_signal=summary.write, peers=peers))
     summary.write(code)
     if left_running:  # the interpreter's exit would wait for it (see the module docstring)
         _exit_now(code)
     return code
+
+
+class Peers:
+    """The peer resolver of a run and its work off the hot path: the Kubernetes watch (which also runs the
+    resolver's housekeeping), else the housekeeping alone; started and stopped on the run's event loop."""
+
+    def __init__(self, resolver: PeerResolver, watch: Any = None) -> None:
+        self.resolver = resolver
+        self.watch = watch  # a tetrapipe.clients.kube_peers.KubePeerWatch, or None
+        self._housekeeping: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self.watch is not None:
+            await self.watch.start()
+        else:
+            self._housekeeping = asyncio.create_task(self.resolver.housekeeping(), name="peer-housekeeping")
+
+    async def stop(self) -> None:
+        if self.watch is not None:
+            await self.watch.stop()
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            await asyncio.gather(self._housekeeping, return_exceptions=True)
+
+    def not_ready(self) -> str | None:
+        """A /readyz reason while the watch's first lists are incomplete (with peers.kubernetes.require_sync)."""
+        if self.watch is not None and not self.watch.ready:
+            return "peers: first list of the Kubernetes API not complete"
+        return None
+
+
+def build_peers(args: argparse.Namespace, section: Any) -> Peers | None:
+    """The run's peer resolver (and watch) from `peers:` and the flags; None when nothing would answer."""
+    cfg = build_peer_config(section, learn=False if getattr(args, "no_peers_learn", False) else None,
+                            kubernetes=getattr(args, "peers_kubernetes", None))
+    if cfg is None:
+        return None
+    try:
+        resolver = PeerResolver(cfg)
+    except StaticPeersError as exc:
+        raise ConfigFileError(f"peers.static_file: {exc}") from None
+    watch = None
+    if cfg.kubernetes:
+        from tetrapipe.clients.kube_peers import KubePeerWatch
+
+        watch = KubePeerWatch(resolver, on_ready=lambda: emit(
+            None, "info", "peers: Kubernetes API listed, watching", **resolver.api.stats()))
+    return Peers(resolver, watch)
 
 
 class RunSummary:
@@ -355,6 +428,32 @@ def _close_and_park_signals(loop: asyncio.AbstractEventLoop) -> None:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _PARKED_SIGNALS)
 
 
+def _warn_without_cidrs(args: argparse.Namespace, config: Any) -> None:
+    """One WARNING when no pod or service CIDR is known: in-cluster addresses would look external."""
+    pods = resolve_cidrs(args.pod_cidr, "POD_CIDR", config.egress.pod_cidrs)
+    services = resolve_cidrs(args.service_cidr, "SERVICE_CIDR", config.egress.service_cidrs)
+    if not pods or not services:
+        missing = " and ".join(n for n, v in (("pod", pods), ("service", services)) if not v)
+        emit(None, "warning", f"no {missing} CIDR configured: in-cluster addresses will be classified private "
+             "and external; set --pod-cidr/--service-cidr, POD_CIDR/SERVICE_CIDR or egress.pod_cidrs/"
+             "service_cidrs")
+
+
+def _sink_filters(pipeline: Pipeline, config: Any, kafka_sinks: Sequence[Any],
+                  otlp_sinks: Sequence[Any]) -> Callable[[Filters], None]:
+    """What installs the per-sink stages (keyed by config path: "otlp[0]", "kafka.sink") into delivery, by sink name.
+
+    The sinks are fixed at start (a reload does not add or remove outputs): the config paths map to them once.
+    """
+    names = {f"otlp[{i}]": sink.name for i, sink in enumerate(otlp_sinks[:len(config.otlp)])}
+    if kafka_sinks:
+        names["kafka.sink"] = kafka_sinks[0].name
+
+    def apply(filters: Filters) -> None:
+        pipeline.delivery.stages = {names[path]: stage for path, stage in filters.sinks.items() if path in names}
+    return apply
+
+
 def _choose_source(args: argparse.Namespace, kafka_source: Any, spill: Any = None) -> Any:
     """Kafka, a followed file, a file read once, or stdin; conflicting choices are errors."""
     if args.follow:
@@ -371,7 +470,12 @@ def _choose_source(args: argparse.Namespace, kafka_source: Any, spill: Any = Non
         if args.input:
             raise ConfigFileError("--input and a Kafka source (--kafka-topic / kafka.source) exclude each other")
         return kafka_source
-    return FileSource(args.input, spill=spill) if args.input else StdinSource(spill=spill)
+    if args.input:
+        return FileSource(args.input, spill=spill)
+    if sys.stdin.isatty():  # nothing piped in: the first-time user may be waiting for output
+        sys.stderr.write("tetrapipe: reading Tetragon events from the terminal (end with Ctrl-D); pipe them in "
+                         "(tetrapipe run < tetragon.log) or use --input FILE / --follow FILE\n")
+    return StdinSource(spill=spill)
 
 
 def tune_gc() -> None:
@@ -408,7 +512,8 @@ def _env_int(name: str) -> int | None:
 
 async def _run_with_signals(pipeline: Pipeline, status: Any = None, reloader: Reloader | None = None,
                             progress: Progress | None = None,
-                            on_second_signal: Callable[[int], None] | None = None) -> int:
+                            on_second_signal: Callable[[int], None] | None = None,
+                            peers: Peers | None = None) -> int:
     """Run the pipeline, with the status server and the progress line, under the signal handling of `run`.
 
     SIGTERM/SIGINT: the first asks the pipeline to stop (drain within its
@@ -448,15 +553,23 @@ async def _run_with_signals(pipeline: Pipeline, status: Any = None, reloader: Re
         loop.add_signal_handler(signal.SIGHUP, reloader.request)
     display = asyncio.create_task(progress.run()) if progress is not None else None
     try:
+        if peers is not None:
+            try:
+                await peers.start()
+            except Exception as exc:  # noqa: BLE001 - e.g. no kubeconfig: a configuration error
+                emit(None, "error", f"peers: cannot start the Kubernetes watch: {exc}")
+                return 2
         return await pipeline.run()
     finally:
-        await _within(_finish(display, status), FINISH_TIMEOUT)
+        await _within(_finish(display, status, peers), FINISH_TIMEOUT)
 
 
-async def _finish(display: asyncio.Task[None] | None, status: Any) -> None:
+async def _finish(display: asyncio.Task[None] | None, status: Any, peers: Peers | None = None) -> None:
     if display is not None:
         display.cancel()
         await asyncio.gather(display, return_exceptions=True)
+    if peers is not None:
+        await peers.stop()
     if status is not None:
         await status.close()
 
@@ -472,8 +585,10 @@ def cmd_categories(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config(args.file)
     tagger = build_tagger(config.library)
+    build_filters(config)  # regexes, CEL, field paths, rate limits: errors name their key path
     build_classifier(config.egress, config.egress.pod_cidrs, config.egress.service_cidrs)
     run_defaults = build_parser().parse_args(["run"])  # no flags: the file (and env) alone
+    build_peers(run_defaults, config.peers)  # options, and the static file's entries (nothing is started)
     try:
         if config.kafka is not None:
             resolve_kafka(run_defaults, config.kafka)
@@ -489,12 +604,23 @@ COMMANDS = {"run": cmd_run, "categories": cmd_categories, "check-config": cmd_ch
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # name the command's own usage, not the top level's (`tetrapipe run --bogus`)
+        _command_parser(parser, args.command).error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return COMMANDS[args.command](args)
     except ConfigFileError as exc:
         emit(None, "error", f"invalid configuration: {exc}")
         return 2
+
+
+def _command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    for action in parser._actions:  # argparse keeps its sub-parsers only there
+        if isinstance(action, argparse._SubParsersAction):
+            sub: argparse.ArgumentParser = action.choices[command]
+            return sub
+    return parser
 
 
 if __name__ == "__main__":

@@ -15,6 +15,16 @@ Layout (every section optional; `tetrapipe run` needs no file at all):
         - {name: corp-vpn, cidrs: [10.8.0.0/16], internal: true}
     kafka: {connection: ..., source: ..., sink: ..., dead_letter: ...}   # config/example-kafka.yaml
     otlp: [{endpoint: ..., protocol: ..., select: ...}]                 # config/example-otlp.yaml
+    filters: {allow: [...], deny: [...]}  # Tetragon's export filters, redaction, field filters, for every
+    field_filters: [...]                  # sink (each OTLP entry and kafka.sink also take them, and
+    redaction: [...]                      # rate_limit/dedup): tetrapipe.transforms.filter_stage, build_filters
+    peers:              # who is on the other end (tetrapipe.transforms.peers); off: learn false, nothing else
+      learn: true       # learn pod addresses from the stream's own source addresses (default)
+      learn_idle: 600
+      static_file: FILE # address -> peer table, re-read on SIGHUP
+      labels: [app.kubernetes.io/name, ...]
+      grace: 60
+      kubernetes: {enabled: false, kubeconfig: FILE, context: NAME, node_name: NODE, require_sync: true}
 
 CIDR precedence (one source of truth for classification and, later, policy
 rendering): `--pod-cidr`/`--service-cidr` flags, else the `POD_CIDR` /
@@ -38,6 +48,9 @@ from tetrapipe.rules.library import SAFE_LOADER, LibraryConfig, LibraryError, lo
 from tetrapipe.rules.summary import TemplateError
 from tetrapipe.sinks.otlp.config import OtlpSinkConfig
 from tetrapipe.transforms.classify import Classifier, ConfigError, ZoneSpec
+from tetrapipe.transforms.filter_errors import FilterConfigError
+from tetrapipe.transforms.filter_stage import FilterLists, Items, Stage, compile_sink_stage, compile_stage
+from tetrapipe.transforms.peers import PeerConfig
 from tetrapipe.transforms.tag import Tagger
 
 _RESERVED_ZONES = frozenset({"pod", "service", "public", "private", "loopback", "metadata", "link-local",
@@ -62,12 +75,63 @@ class InputConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
     max_depth: Annotated[int, msgspec.Meta(ge=1, le=MAX_DEPTH_LIMIT)] = DEFAULT_MAX_DEPTH
 
 
+class PeersKubernetesConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """`peers.kubernetes`: list+watch Pods/Services/EndpointSlices/Nodes (deploy/rbac grants exactly that)."""
+
+    enabled: bool = False
+    kubeconfig: str | None = None  # None: in-cluster service account in a pod, else $KUBECONFIG / ~/.kube/config
+    context: str | None = None
+    node_name: str | None = None  # None: $NODE_NAME (the DaemonSet sets it from spec.nodeName); watch its pods only
+    require_sync: bool = True  # /readyz not ready until the first list of every resource completed
+
+
+class PeersConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """`peers:` — see tetrapipe.transforms.peers.PeerConfig for what each option does."""
+
+    learn: bool = True
+    learn_idle: Annotated[float, msgspec.Meta(ge=0)] = 600.0
+    static_file: str | None = None
+    labels: list[str] | None = None  # None: the default label keys
+    grace: Annotated[float, msgspec.Meta(ge=0)] = 60.0
+    kubernetes: PeersKubernetesConfig = msgspec.field(default_factory=PeersKubernetesConfig)
+
+
+def build_peer_config(peers: PeersConfig, *, learn: bool | None = None, kubernetes: bool | None = None,
+                      environ: Mapping[str, str] | None = None) -> PeerConfig | None:
+    """The resolver's config, or None when nothing would answer (no learning, no API, no static file).
+
+    `learn` / `kubernetes` override the file (`--no-peers-learn`, `--peers-kubernetes`);
+    the node name defaults to $NODE_NAME.
+    """
+    environ = os.environ if environ is None else environ
+    kube = peers.kubernetes
+    learn = peers.learn if learn is None else learn
+    watch = kube.enabled if kubernetes is None else kubernetes
+    if not (learn or watch or peers.static_file):
+        return None
+    values: dict[str, object] = {"learn": learn, "learn_idle": peers.learn_idle, "grace": peers.grace,
+                                 "kubernetes": watch, "kubeconfig": kube.kubeconfig, "context": kube.context,
+                                 "node_name": kube.node_name or environ.get("NODE_NAME") or None,
+                                 "require_sync": kube.require_sync, "static_file": peers.static_file}
+    if peers.labels is not None:
+        values["labels"] = peers.labels
+    try:
+        return PeerConfig.from_mapping(values)
+    except ValueError as exc:
+        raise ConfigFileError(str(exc)) from None
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     input: InputConfig = msgspec.field(default_factory=InputConfig)
     library: LibraryConfig = msgspec.field(default_factory=LibraryConfig)
     egress: EgressConfig = msgspec.field(default_factory=EgressConfig)
     kafka: KafkaSection | None = None  # Kafka source / routed sink / dead-letter topic (tetrapipe.config.kafka)
     otlp: list[OtlpSinkConfig] = []  # OTLP log destinations, each with its own selection (tetrapipe.sinks.otlp.config)
+    peers: PeersConfig = msgspec.field(default_factory=PeersConfig)  # tetrapipe.transforms.peers
+    # Tetragon-style filters for every event and sink (tetrapipe.transforms.filter_stage); per sink: in the sink
+    filters: FilterLists | None = None
+    field_filters: Items = []
+    redaction: Items = []
 
 
 class ConfigFileError(ValueError):
@@ -117,3 +181,23 @@ def build_tagger(library: LibraryConfig) -> Tagger:
         return Tagger(load_library(library))
     except (LibraryError, RuleError, TemplateError) as exc:
         raise ConfigFileError(str(exc)) from None
+
+
+class Filters(msgspec.Struct, frozen=True):
+    """The compiled filters of a config: the top level's and each sink's, by the sink's key path."""
+
+    top: Stage | None = None  # None: no per-event call at all
+    sinks: dict[str, Stage] = {}  # "otlp[0]", "kafka.sink" -> its stage (only those with one)
+
+
+def build_filters(config: Config) -> Filters:
+    """Compile every filter/redaction/rate-limit section; a bad one raises ConfigFileError naming its key path."""
+    try:
+        top = compile_stage("", config.filters, config.field_filters, config.redaction)
+        scoped: list[tuple[str, object]] = [(f"otlp[{i}]", cfg) for i, cfg in enumerate(config.otlp)]
+        if config.kafka is not None and config.kafka.sink is not None:
+            scoped.append(("kafka.sink", config.kafka.sink))
+        sinks = {path: stage for path, cfg in scoped if (stage := compile_sink_stage(path, cfg)) is not None}
+    except FilterConfigError as exc:
+        raise ConfigFileError(str(exc)) from None
+    return Filters(top, sinks)

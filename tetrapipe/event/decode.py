@@ -171,7 +171,7 @@ class Decoded:
     """
 
     __slots__ = ("raw", "etype", "view", "vbody", "_root", "_body", "_generic", "incomplete", "egress",
-                 "has_tetrapipe_key")
+                 "has_tetrapipe_key", "peer", "source_peer")
 
     def __init__(self, raw: bytes, etype: str, view: Any, vbody: Any) -> None:
         self.raw = raw
@@ -192,6 +192,8 @@ class Decoded:
             self.has_tetrapipe_key = view.tetrapipe is not None
             self.incomplete = etype in _TYPES_WITH_PROCESS and (vbody is None or vbody.process is None)
         self.egress: Any = None
+        self.peer: dict[str, Any] | None = None  # tetrapipe.peer / tetrapipe.source (tetrapipe.transforms.peers)
+        self.source_peer: dict[str, Any] | None = None
 
     @property
     def root(self) -> Any:

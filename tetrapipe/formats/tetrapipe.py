@@ -1,7 +1,9 @@
 """`tetrapipe`: the output contract (README, "Output contract"), the default format everywhere.
 
 The event's own bytes — the unwrapped object, byte for byte — with one key, `tetrapipe`,
-appended: categories, groups, summaries and the egress classification.  The processor
+appended: categories, groups, summaries, the egress classification and, when the peer resolver
+knows them, who is at the destination (`peer`) and at the source (`source`, only when it is not
+the event's own pod; see tetrapipe.transforms.peers).  The processor
 renders it for every event as it tags it (`enriched(decoded, tetrapipe_object(...))`), since
 every run has a sink in this format unless configured otherwise; `record()` returns that.
 """
@@ -29,7 +31,16 @@ def tetrapipe_object(tags: Tags, decoded: Decoded) -> bytes:
     summaries = _encode(tags.summaries) if tags.summaries else b"{}"
     if egress is None:
         return b"".join((tags.head, summaries, b"}"))
-    return b"".join((tags.head, summaries, b',"egress":', _encode(egress), b"}"))
+    peer, source = decoded.peer, decoded.source_peer
+    if peer is None and source is None:
+        return b"".join((tags.head, summaries, b',"egress":', _encode(egress), b"}"))
+    parts = [tags.head, summaries, b',"egress":', _encode(egress)]
+    if peer is not None:
+        parts += (b',"peer":', _encode(peer))
+    if source is not None:
+        parts += (b',"source":', _encode(source))
+    parts.append(b"}")
+    return b"".join(parts)
 
 
 def enriched(decoded: Decoded, tp: bytes) -> bytes:

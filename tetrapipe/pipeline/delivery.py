@@ -24,13 +24,15 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TextIO
 
 from tetrapipe.event.envelope import Batch, Envelope
 from tetrapipe.logs import emit
+from tetrapipe.pipeline.filtering import Rerender, apply_sink_stage
 from tetrapipe.pipeline.stats import Stats
 from tetrapipe.sinks.base import DeadLetter, Sink, SinkError
+from tetrapipe.transforms.filter_stage import Stage
 
 CANCEL_TIMEOUT = 0.5  # seconds a cancelled task gets to unwind before it is left behind
 
@@ -71,8 +73,14 @@ class RetryPolicy:
 class Delivery:
     def __init__(self, sinks: Sequence[Sink], dead_letter: DeadLetter | None, stats: Stats, *,
                  retry: RetryPolicy | None = None, deadline: Callable[[], float | None] = lambda: None,
-                 log: TextIO | None = None) -> None:
+                 log: TextIO | None = None, stages: Mapping[str, Stage] | None = None,
+                 rerender: Rerender | None = None) -> None:
         self.sinks = list(sinks)
+        # sink name → its filters/redaction/rate limit/dedup (tetrapipe.pipeline.filtering), applied after its
+        # Selection, once per group (not per retry); swapped whole on reload.  `rerender` makes a sink's own copy
+        # of an event its stage changed (Processor.rerender).
+        self.stages: dict[str, Stage] = dict(stages or {})
+        self.rerender = rerender
         self.dead_letter = dead_letter
         self.stats = stats
         self.retry = retry or RetryPolicy()
@@ -89,6 +97,9 @@ class Delivery:
             selected = good if selection.all else [e for e in good if selection.selects(e)]
             if len(selected) != len(good):
                 self.stats.filtered[sink.name] += len(good) - len(selected)
+            stage = self.stages.get(sink.name) if self.stages else None
+            if stage is not None and selected:
+                selected = apply_sink_stage(stage, selected, self.stats.filtered_out[sink.name], self.rerender)
             if selected:
                 writes.append((sink.name, self._write_with_retry(sink, selected)))
         bad = [e for b in group for e in b.bad if e.error is not None and e.error.reason != "blank"]

@@ -5,7 +5,12 @@ batch's `good` (decoded) and `bad` (rejected) lists, in one pass (the batch is
 owned by the pipeline between source and sinks; nothing else sees it until
 this returns).  The output bytes are the unwrapped event's own bytes with one
 key, `tetrapipe`, appended — the event is not re-encoded, so fields tetrapipe
-does not model pass through untouched.
+does not model pass through untouched.  Except with top-level filters
+(`self.stage`, tetrapipe.pipeline.filtering), run right after decoding: an
+event they drop is in neither `good` nor `bad` (counted in `dropped`, its
+position committed with the batch), and one that redaction or field filters
+changed is re-encoded and decoded again before it is classified and tagged
+(`"redacted": true` in its `tetrapipe` object when redaction changed it).
 
 It never raises for a record.  A line that cannot be decoded gets `error` set
 and goes to the dead-letter path; so does a record on which any step raises
@@ -29,14 +34,19 @@ not joined reliably across Kafka messages anyway.
 from __future__ import annotations
 
 import time
+from collections import Counter
+from typing import Any
 
 import msgspec
 
-from tetrapipe.event.decode import BadInput, Decoded, LineDecoder, PartialGroup, fault
+from tetrapipe.event.decode import MAX_DEPTH_LIMIT, BadInput, Decoded, LineDecoder, PartialGroup, fault
 from tetrapipe.event.envelope import Batch, Envelope
 from tetrapipe.event.tags import NO_TAGS
 from tetrapipe.formats.tetrapipe import UNTAGGED_END, enriched, tetrapipe_object
-from tetrapipe.transforms.classify import Classifier
+from tetrapipe.pipeline.filtering import mark_redacted, run_stage
+from tetrapipe.transforms.classify import Classifier, Egress
+from tetrapipe.transforms.filter_stage import Stage
+from tetrapipe.transforms.peers import PeerResolver
 from tetrapipe.transforms.tag import Tagger
 
 _encode = msgspec.json.Encoder().encode
@@ -58,16 +68,24 @@ def group_record(group: PartialGroup, error: BadInput, last: Envelope | None = N
 class Processor:
     """Holds the compiled transforms; swap them atomically by replacing the Processor."""
 
-    def __init__(self, tagger: Tagger, classifier: Classifier, decoder: LineDecoder | None = None) -> None:
+    def __init__(self, tagger: Tagger, classifier: Classifier, decoder: LineDecoder | None = None,
+                 peers: PeerResolver | None = None) -> None:
         self.tagger = tagger
         self.classifier = classifier
         self.decoder = decoder or LineDecoder()
+        self.peers = peers  # None: no per-event lookup at all
+        # the top-level filters/redaction (tetrapipe.pipeline.filtering); None: no per-event call at all
+        self.stage: Stage | None = None
+        self.dropped: Counter[str] = Counter()  # reason -> events the top-level stage dropped (Stats.filtered_out)
+        self._redecoder = LineDecoder(max_depth=MAX_DEPTH_LIMIT)  # re-decodes events the stage changed
 
     def process(self, batch: Batch) -> None:
         decoder = self.decoder
         decode = decoder.decode
         classify = self.classifier.classify
         tag = self.tagger.tag
+        resolve = self._resolve if self.peers is not None else None
+        stage = self.stage
         good = batch.good
         bad = batch.bad
         now = time.time_ns()
@@ -88,15 +106,30 @@ class Processor:
             if decoded is None:  # a CRI partial line, joined with its final line later
                 decoder.hold(env.raw, env)
                 continue
+            redacted = False
+            if stage is not None:  # dropped: counted, never dead-lettered, committed with its batch
+                try:
+                    reason, changed, redacted = run_stage(stage, decoded)
+                    if changed is not None and reason is None:
+                        decoded = self._redecode(changed)
+                except Exception:  # noqa: BLE001 - fail closed: the dead letter would get the unfiltered bytes
+                    reason = "internal_error"
+                if reason is not None:
+                    self.dropped[reason] += 1
+                    continue
             try:
                 body = decoded.vbody
                 if body is not None and decoded.etype != "process_exec" and decoded.etype != "process_exit":
-                    decoded.egress = classify(body)
+                    egress = decoded.egress = classify(body)
+                    if egress is not None and resolve is not None:
+                        resolve(decoded, body, egress)
                 tags = tag(decoded)
                 if tags.categories or decoded.egress is not None or decoded.has_tetrapipe_key:
                     out = enriched(decoded, tetrapipe_object(tags, decoded))
                 else:  # what enriched() returns for them, without two calls per event
                     out = decoded.raw[:-1] + UNTAGGED_END
+                if redacted:
+                    out = mark_redacted(out)
             except Exception as exc:  # noqa: BLE001 - one record must not stop the stream
                 bad.append(self._failed(env, decoded, exc))
                 continue
@@ -106,6 +139,58 @@ class Processor:
             good.append(env)
         if batch.final or decoder.orphans or decoder.pending:
             self._settle_partials(batch)
+
+    def _redecode(self, event: dict[str, Any]) -> Decoded:
+        """An event changed by redaction/field filters, re-encoded (without any old `tetrapipe` key) and decoded."""
+        if "tetrapipe" in event:
+            event = {k: v for k, v in event.items() if k != "tetrapipe"}
+        decoded = self._redecoder.decode(_encode(event))
+        assert decoded is not None  # an encoded object is never a CRI partial line
+        return decoded
+
+    def rerender(self, env: Envelope, event: dict[str, Any], redacted: bool) -> Envelope:
+        """A sink's own copy of `env` made from `event` (its per-sink redaction/field filters changed it):
+        re-encoded, classified, tagged and rendered again; the peers resolved for `env` are kept."""
+        decoded = self._redecode(event)
+        body = decoded.vbody
+        if body is not None and decoded.etype != "process_exec" and decoded.etype != "process_exit":
+            decoded.egress = self.classifier.classify(body)
+            old = env.decoded
+            if decoded.egress is not None and old is not None:
+                decoded.peer, decoded.source_peer = old.peer, old.source_peer
+        tags = self.tagger.tag(decoded)
+        out = enriched(decoded, tetrapipe_object(tags, decoded))
+        copy = Envelope(env.raw, env.position, env.meta, env.received_ns)
+        copy.decoded, copy.tags, copy.out = decoded, tags, mark_redacted(out) if redacted else out
+        return copy
+
+    def _resolve(self, decoded: Decoded, body: Any, egress: Egress) -> None:
+        """`decoded.peer` / `decoded.source_peer` of a connection event (the resolver counts unknowns)."""
+        saddr = pod = None
+        args = body.args if type(body) is not dict else body.get("args")
+        for arg in args or ():
+            if type(arg) is dict:
+                sock = arg.get("sock_arg") or arg.get("skb_arg")
+                if type(sock) is dict and sock.get("daddr"):
+                    saddr = sock.get("saddr")
+                    break
+        if type(saddr) is not str or not saddr:
+            saddr = None
+        view = decoded.view
+        if type(view) is dict:
+            stamp = view.get("time")
+            process = body.get("process")
+            pod = process.get("pod") if type(process) is dict else None
+        else:
+            stamp = view.time
+            if saddr is not None:  # the pod matters only for the source address (learning, own pod)
+                process = body.process
+                raw = process.pod if process is not None else None
+                pod = _generic.decode(raw) if raw else None
+        assert self.peers is not None
+        decoded.peer, decoded.source_peer = self.peers.resolve(
+            egress.daddr, egress.dport, saddr, pod if type(pod) is dict else None,
+            stamp if type(stamp) is str else None)
 
     def _rejected(self, env: Envelope, error: BadInput) -> Envelope:
         """The bad record for `env`: itself, or the whole group of partial lines it ended."""

@@ -55,6 +55,7 @@ from tetrapipe.event.envelope import Batch
 from tetrapipe.logs import emit
 from tetrapipe.pipeline.commit import Committer
 from tetrapipe.pipeline.delivery import CANCEL_TIMEOUT, Delivery, RetryPolicy, cancel_and_wait
+from tetrapipe.pipeline.filtering import ALL_SINKS
 from tetrapipe.pipeline.processor import Processor
 from tetrapipe.pipeline.report import BadInputReporter
 from tetrapipe.pipeline.stats import Stats
@@ -76,8 +77,10 @@ class Pipeline:
                  reporter: BadInputReporter | None = None, committer: Committer | None = None,
                  max_in_flight: int = 8, grace: float = 30.0, retry: RetryPolicy | None = None,
                  max_delivery_events: int = 4096,
-                 log: TextIO | None = None) -> None:
+                 log: TextIO | None = None,
+                 readiness: Sequence[Callable[[], str | None]] = ()) -> None:
         self.source = source
+        self.readiness = list(readiness)  # more checks for /readyz: each returns a reason not ready, or None
         self.processor = processor
         self.sinks = list(sinks)
         self.dead_letter = dead_letter
@@ -96,7 +99,8 @@ class Pipeline:
         self._cut_off = False  # the writer was given up on: a delivery completing now is not acknowledged
         self._ended = False  # run() returned
         self.delivery = Delivery(self.sinks, dead_letter, self.stats, retry=retry, log=log,
-                                 deadline=lambda: self._deadline)
+                                 deadline=lambda: self._deadline, rerender=processor.rerender)
+        processor.dropped = self.stats.filtered_out[ALL_SINKS]  # the top-level filters count into the run's stats
         if isinstance(source, Drains):
             source.bind_drain(self.drain)
 
@@ -114,7 +118,8 @@ class Pipeline:
         Live while the pipeline has not ended (the caller answering at all
         proves the event loop turns).  Ready when the source started and says
         it is connected, no sink's write is failing (being retried), and no
-        stop was requested — a draining worker takes no new traffic.
+        stop was requested — a draining worker takes no new traffic — and every
+        extra `readiness` check (e.g. the peer watch's first list) passes.
         """
         reasons = []
         if not self._running:
@@ -124,6 +129,7 @@ class Pipeline:
         if self._stopping.is_set():
             reasons.append("stopping")
         reasons.extend(f"sink {name}: {error}" for name, error in sorted(self.failing.items()))
+        reasons.extend(reason for check in self.readiness if (reason := check()))
         return not self._ended, not reasons, reasons
 
     @property

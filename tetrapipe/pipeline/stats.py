@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from operator import attrgetter
 from typing import TYPE_CHECKING
@@ -64,6 +64,9 @@ class Stats:
         # sink name → (categories tuple → events acknowledged); () is "untagged"
         self.sent_categories: dict[str, Counter[tuple[str, ...]]] = {}
         self.filtered: Counter[str] = Counter()  # sink name → events the sink did not select
+        # scope ("*": the top-level filters, every sink; else a sink name) → reason → events its filters dropped
+        # (tetrapipe.pipeline.filtering: filtered, deduplicated, rate_limited, field_filter, internal_error)
+        self.filtered_out: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self.sink_errors: Counter[str] = Counter()
         self.sink_retries: Counter[str] = Counter()
         self.committed_batches = 0
@@ -121,4 +124,6 @@ class Stats:
         return {"records_read": self.received, "events": self.events, "bad": dict(self.bad),
                 "dead_lettered": self.dead_lettered, "blank_lines": self.blank, "incomplete": self.incomplete,
                 "categories": dict(self.categories), "zones": dict(self.zones), "sent": dict(self.sent),
-                "not_selected": dict(self.filtered), "sink_retries": dict(self.sink_retries)}
+                "not_selected": dict(self.filtered), "sink_retries": dict(self.sink_retries),
+                **({"filtered_out": {scope: dict(n) for scope, n in self.filtered_out.items() if n}}
+                   if any(self.filtered_out.values()) else {})}

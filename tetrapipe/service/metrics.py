@@ -25,6 +25,7 @@ from tetrapipe.sinks.base import ReportsCounters
 from tetrapipe.sources.base import ReportsBacklog, ReportsLag, ReportsReadiness
 
 if TYPE_CHECKING:
+    from tetrapipe.clients.kube_peers import KubePeerWatch
     from tetrapipe.pipeline.runner import Pipeline
 
 Metric = CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily
@@ -48,13 +49,37 @@ def _gauge(name: str, doc: str, value: float | None = None, labels: list[str] | 
 class PipelineCollector(Collector):
     """Exposes one pipeline's counters; `version` goes into `tetrapipe_build_info`."""
 
-    def __init__(self, pipeline: Pipeline, version: str) -> None:
+    def __init__(self, pipeline: Pipeline, version: str, peer_watch: KubePeerWatch | None = None) -> None:
         self.pipeline = pipeline
         self.version = version
+        self.peer_watch = peer_watch
 
     def collect(self) -> Iterator[Metric]:
-        for part in (self._intake, self._outputs, self._flow, self._source):
+        for part in (self._intake, self._outputs, self._flow, self._source, self._peers):
             yield from part()
+
+    def _peers(self) -> Iterator[Metric]:
+        resolver = self.pipeline.processor.peers
+        if resolver is None:
+            return
+        st = resolver.stats()
+        yield _gauge("tetrapipe_peer_index_entries", "Addresses the peer resolver can name, by source "
+                     "(api: the Kubernetes API, learned: from the stream, static: the file's prefixes)",
+                     labels=["kind"], values={"api": st["api"]["addresses"], "learned": st["learned"],
+                                              "static": st["static"]})
+        yield _counter("tetrapipe_peer_lookups", "Connection destinations looked up, by result (unknown: "
+                       "no tetrapipe.peer on the event)", ["result"],
+                       {"resolved": st["resolved"] - st["unknown"], "unknown": st["unknown"]})
+        watch = self.peer_watch
+        if watch is None:
+            return
+        resources = {kind: r.stats() for kind, r in watch.reflectors.items()}
+        yield _gauge("tetrapipe_peer_watch_age_seconds", "Seconds since the current watch of a Kubernetes "
+                     "resource started (absent before the first watch)", labels=["resource"],
+                     values={k: v["watch_age_seconds"] for k, v in resources.items()
+                             if v["watch_age_seconds"] is not None})
+        yield _gauge("tetrapipe_peer_watch_synced", "1 once the first list of a Kubernetes resource completed",
+                     labels=["resource"], values={k: 1 if v["synced"] else 0 for k, v in resources.items()})
 
     def _intake(self) -> Iterator[Metric]:
         p, stats = self.pipeline, self.pipeline.stats
@@ -86,6 +111,9 @@ class PipelineCollector(Collector):
                        ["sink", "category"], by_category)
         yield _counter("tetrapipe_events_not_selected", "Events a sink's selection left out", ["sink"],
                        dict(stats.filtered))
+        yield _counter("tetrapipe_events_filtered_out", "Events dropped by filters, dedup or rate limits, by sink "
+                       "(\"*\": the top-level filters, every sink) and reason", ["sink", "reason"],
+                       {(scope, reason): n for scope, c in stats.filtered_out.items() for reason, n in c.items()})
         yield _counter("tetrapipe_records_dead_lettered", "Records written to the dead-letter output, by reason",
                        ["reason"], dict(stats.dead_lettered_by_reason))
         yield _counter("tetrapipe_sink_errors", "Failed sink writes", ["sink"], dict(stats.sink_errors))
@@ -137,10 +165,10 @@ class PipelineCollector(Collector):
                      values={(topic, str(partition)): n for (topic, partition), n in lag_of().items()})
 
 
-def registry_for(pipeline: Pipeline, version: str) -> CollectorRegistry:
+def registry_for(pipeline: Pipeline, version: str, *, peer_watch: KubePeerWatch | None = None) -> CollectorRegistry:
     """A registry holding only this pipeline's metrics (no process-global state: tests run many pipelines)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(PipelineCollector(pipeline, version))
+    registry.register(PipelineCollector(pipeline, version, peer_watch))
     ProcessCollector(registry=registry)  # process_cpu_seconds_total, process_resident_memory_bytes, open fds
     return registry
 

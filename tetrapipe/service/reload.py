@@ -15,7 +15,12 @@ Contract:
   grades by category (its topics/severities were set up at start), or
   removing a category that `--only` selects.  Outputs themselves (`kafka:`,
   `otlp:` sections) are read at start only; a reload says so when they changed.
+- the filters, redaction, rate limits and dedup (top level and per sink) are recompiled and
+  swapped in with the rest (tetrapipe.pipeline.filtering); their rate-limit/dedup state restarts;
 - reloads are serialised: a SIGHUP during a reload runs once more after it.
+- the peer resolver's static file (`peers.static_file`) is re-read too; an
+  invalid one is rejected with its own log line and the old table stays (the
+  rest of the reload still applies).  Other `peers:` options apply at restart.
 """
 
 from __future__ import annotations
@@ -23,12 +28,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from tetrapipe.config.root import Config, ConfigFileError
+import msgspec
+
+from tetrapipe.config.root import Config, ConfigFileError, Filters
 from tetrapipe.logs import emit
 from tetrapipe.pipeline.processor import Processor
 from tetrapipe.pipeline.stats import Stats
 from tetrapipe.transforms.classify import Classifier
+from tetrapipe.transforms.peer_static import StaticPeersError
+from tetrapipe.transforms.peers import PeerResolver
 from tetrapipe.transforms.tag import Tagger
 
 
@@ -39,6 +49,7 @@ class Loaded:
     config: Config
     tagger: Tagger
     classifier: Classifier
+    filters: Filters = Filters()  # compiled filters/redaction/rate limits (top level and per sink)
 
 
 class Reloader:
@@ -46,7 +57,10 @@ class Reloader:
 
     def __init__(self, load: Callable[[], Loaded], current: Loaded, processor: Processor, *,
                  category_bound_outputs: Sequence[str] = (), only: Sequence[str] = (),
-                 stats: Stats | None = None, log: Callable[[str, str], None] | None = None) -> None:
+                 stats: Stats | None = None, log: Callable[[str, str], None] | None = None,
+                 peers: PeerResolver | None = None) -> None:
+        self.peers = peers
+        self.on_filters: Callable[[Filters], None] | None = None  # applies the per-sink filters (cli.main)
         self._load = load
         self.current = current
         self.processor = processor
@@ -92,11 +106,26 @@ class Reloader:
         note = self._outputs_note(loaded.config)
         self.processor.tagger = loaded.tagger  # between batches: the loop runs `process` to completion
         self.processor.classifier = loaded.classifier
+        self.processor.stage = loaded.filters.top  # a new stage: rate-limit/dedup state starts afresh
+        if self.on_filters is not None:
+            self.on_filters(loaded.filters)  # the per-sink stages (delivery), between the same two batches
         self.current = loaded
         self.stats.reloads["ok"] += 1
         self._say("info", f"reloaded configuration: {len(loaded.tagger.categories)} categories, "
                   f"{len(loaded.config.egress.zones)} custom zones{note}")
+        self._reload_peers()
         return True
+
+    def _reload_peers(self) -> None:
+        if self.peers is None or self.peers.static.path is None:
+            return
+        try:
+            entries = self.peers.reload()  # a small file, swapped in whole: between two batches
+        except (StaticPeersError, OSError) as exc:
+            self.stats.reloads["failed"] += 1
+            self._say("error", f"peers static file rejected, the previous table stays: {exc}")
+            return
+        self._say("info", f"reloaded peers static file: {entries} entries")
 
     def _check(self, loaded: Loaded) -> None:
         old_groups, new_groups = dict(self.current.tagger.groups), dict(loaded.tagger.groups)
@@ -111,6 +140,20 @@ class Reloader:
 
     def _outputs_note(self, config: Config) -> str:
         old = self.current.config
-        if config.kafka != old.kafka or config.otlp != old.otlp:
+        if _outputs(config) != _outputs(old):
             return "; the kafka/otlp sections changed, which applies only at restart"
+        if config.peers != old.peers:
+            return "; the peers section changed, which applies only at restart (its static file was re-read)"
         return ""
+
+
+_STAGE_KEYS = ("filters", "field_filters", "redaction", "rate_limit", "dedup")  # per sink, applied on reload
+
+
+def _outputs(config: Config) -> Any:
+    """The kafka/otlp sections without their per-sink filter keys (those a reload applies)."""
+    raw = msgspec.to_builtins({"kafka": config.kafka, "otlp": config.otlp})
+    for entry in [*raw["otlp"], (raw["kafka"] or {}).get("sink") or {}]:
+        for key in _STAGE_KEYS:
+            entry.pop(key, None)
+    return raw

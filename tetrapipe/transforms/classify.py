@@ -52,6 +52,10 @@ class ZoneSpec(msgspec.Struct, frozen=True):
     internal: bool
 
 
+_WHERE = {"pod": "--pod-cidr / POD_CIDR / egress.pod_cidrs",
+          "service": "--service-cidr / SERVICE_CIDR / egress.service_cidrs"}
+
+
 class ConfigError(ValueError):
     """A zone table that cannot be built; the message names the offending entry."""
 
@@ -105,10 +109,16 @@ class Classifier:
 
     @staticmethod
     def _canonical(cidr: str, zone: str) -> str:
+        """The network of `cidr`; host bits set (10.244.1.0/16) is an error, not a silent widening."""
         try:
-            return str(ipaddress.ip_network(cidr.strip(), strict=False))
+            net = ipaddress.ip_network(cidr.strip(), strict=False)
         except ValueError as exc:
             raise ConfigError(f"zone {zone!r}: {exc}") from None
+        if str(net) != cidr.strip() and net.network_address != ipaddress.ip_interface(cidr.strip()).ip:
+            where = _WHERE.get(zone, f"egress.zones[{zone}].cidrs")
+            raise ConfigError(f"{where}: {cidr.strip()} has host bits set; the network is {net} "
+                              f"(write that, or the prefix length you meant)")
+        return str(net)
 
     def _insert(self, cidr: str, value: tuple[str, bool], source: str) -> None:
         net = ipaddress.ip_network(cidr, strict=False)

@@ -15,6 +15,7 @@ import msgspec
 
 from tetrapipe.clients.kafka import KafkaConnection
 from tetrapipe.sinks.kafka.routing import KeyStrategy, MultiCategory
+from tetrapipe.transforms.filter_stage import DedupConfig, FilterLists, Items, RateLimitConfig
 
 Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 
@@ -42,6 +43,12 @@ class KafkaSinkConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=
     topics: TopicSettings = msgspec.field(default_factory=TopicSettings)
     format: str = "tetrapipe"  # the record value: a tetrapipe.formats name (tetrapipe, summary, ocsf, ecs)
     ocsf_findings: bool = False  # with format ocsf: a Detection Finding too (a second line of the value)
+    # per-sink Tetragon filters, redaction, rate limit, dedup (tetrapipe.transforms.filter_stage)
+    filters: FilterLists | None = None
+    field_filters: Items = []
+    redaction: Items = []
+    rate_limit: RateLimitConfig | None = None
+    dedup: DedupConfig | None = None
 
 
 class KafkaDeadLetterConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):

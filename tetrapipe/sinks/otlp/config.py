@@ -32,6 +32,7 @@ from tetrapipe.sinks.base import Selection
 from tetrapipe.sinks.otlp.mapping import DEFAULT_GROUP_SEVERITY, LogMapper, Severity
 from tetrapipe.sinks.otlp.sink import DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS, DeadLetter, OtlpSink
 from tetrapipe.sinks.otlp.transport import TransportSettings
+from tetrapipe.transforms.filter_stage import DedupConfig, FilterLists, Items, RateLimitConfig
 
 Protocol = Literal["grpc", "http/protobuf", "http/json"]
 PROTOCOLS: tuple[str, ...] = ("grpc", "http/protobuf", "http/json")
@@ -80,6 +81,12 @@ class OtlpSinkConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=T
     max_records: int = DEFAULT_MAX_RECORDS  # per export request
     max_bytes: int = DEFAULT_MAX_BYTES  # per export request, before compression
     max_concurrent_requests: int = 2
+    # per-sink Tetragon filters, redaction, rate limit, dedup (tetrapipe.transforms.filter_stage)
+    filters: FilterLists | None = None
+    field_filters: Items = []
+    redaction: Items = []
+    rate_limit: RateLimitConfig | None = None
+    dedup: DedupConfig | None = None
 
 
 OtlpSection = list[OtlpSinkConfig]

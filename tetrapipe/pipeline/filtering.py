@@ -1,0 +1,92 @@
+"""Where the Tetragon-style filters run: the top level in the processor, each sink's in delivery.
+
+A `Stage` (tetrapipe.transforms.filter_stage) applies, per event, in this order:
+redaction → allow/deny filters → dedup → rate limit → field filters.  (Tetragon redacts when the
+event is made, before its export filters see it; field filters come last, so dedup and rate-limit
+keys read the whole event.)  The outcome is a drop reason, or the event to ship: unchanged (its
+bytes are kept), or changed by redaction/field filters (then re-encoded — see `Processor.rerender`).
+
+Drop reasons (counted in `Stats.filtered_out[scope][reason]`, scope ALL_SINKS for the top level,
+else the sink's name; metric `tetrapipe_events_filtered_out_total{sink,reason}`):
+`filtered` (allow/deny), `deduplicated`, `rate_limited`, `field_filter` (a field filter cannot
+apply to the event — its event object is not a JSON object; the engine fails closed, and so does
+this: the event is dropped and counted, never shipped unfiltered and never dead-lettered, since the
+dead letter would receive the unfiltered bytes), `internal_error` (re-encoding a changed event
+raised; dropped and counted for the same reason).  A dropped event is never dead-lettered; it stays
+in its batch, so its position is committed with the batch like any other.
+
+Cost: nothing runs for a scope without a stage (the processor and delivery test for None once per
+batch / per sink and group).  A stage reads the event as plain dicts (one generic decode per event
+that was not already decoded that way); a per-sink redaction or field filter re-encodes, re-decodes,
+re-tags and re-renders each event it changes, for that sink alone — the other sinks keep the shared
+rendering.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tetrapipe.event.decode import Decoded
+from tetrapipe.event.envelope import Envelope
+from tetrapipe.transforms.filter_errors import FieldFilterError
+from tetrapipe.transforms.filter_stage import Stage
+
+ALL_SINKS = "*"  # the scope of the top-level filters in Stats.filtered_out
+
+Rerender = Callable[[Envelope, dict[str, Any], bool], Envelope]
+
+
+def run_stage(stage: Stage, decoded: Decoded, categories: Sequence[str] = ()
+              ) -> tuple[str | None, dict[str, Any] | None, bool]:
+    """(drop reason or None, the changed event or None when unchanged, whether redaction changed it)."""
+    root = decoded.generic_root()
+    etype = decoded.etype
+    event = root
+    redacted = False
+    if stage.redact is not None:
+        event, redacted = stage.redact(event, etype)
+    if stage.export is not None and not stage.export(event, etype):
+        return "filtered", None, False
+    if stage.dedup is not None and not stage.dedup(event, etype, categories):
+        return "deduplicated", None, False
+    if stage.rate is not None and not stage.rate(event, etype, categories):
+        return "rate_limited", None, False
+    if stage.fields is not None:
+        try:
+            event = stage.fields(event, etype)
+        except FieldFilterError:
+            return "field_filter", None, False
+    return None, (None if event is root else event), redacted
+
+
+def apply_sink_stage(stage: Stage, envelopes: list[Envelope], dropped: Counter[str],
+                     rerender: Rerender | None) -> list[Envelope]:
+    """The envelopes a sink gets after its stage: kept as they are, or its own re-rendered copies."""
+    out: list[Envelope] = []
+    for env in envelopes:
+        decoded = env.decoded
+        if decoded is None:  # not possible for a good envelope; nothing to filter on
+            out.append(env)
+            continue
+        reason, changed, redacted = run_stage(stage, decoded, env.tags.categories)
+        if reason is not None:
+            dropped[reason] += 1
+            continue
+        if changed is None:
+            out.append(env)
+            continue
+        if rerender is None:  # fail closed: a changed event must not ship unchanged
+            dropped["internal_error"] += 1
+            continue
+        try:
+            out.append(rerender(env, changed, redacted))
+        except Exception:  # noqa: BLE001 - one record must not stop the stream; counted
+            dropped["internal_error"] += 1
+    return out
+
+
+def mark_redacted(out: bytes) -> bytes:
+    """An output-contract line with `"redacted": true` added inside its `tetrapipe` object (its last key)."""
+    return out[:-2] + b',"redacted":true}}'
