@@ -157,6 +157,7 @@ async def test_compressed_input_batches_are_decoded(kafka_broker: Broker, tmp_pa
     assert seqs == {i * 1000 + j for i in range(4) for j in range(300)}
 
 
+@pytest.mark.expect_errors
 async def test_missing_output_topic_with_creation_disabled_stops_startup_naming_it(
         kafka_broker: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     raw, group, prefix = unique_name("in"), unique_name("g"), unique_name("out")

@@ -151,6 +151,7 @@ async def test_a_server_the_client_cannot_verify_is_a_fatal_error(tmp_path: Path
         assert r.requests() == []
 
 
+@pytest.mark.expect_errors
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_the_run_stops_on_an_unverifiable_server_instead_of_retrying(tmp_path: Path, pki: Path,
                                                                            processor: Processor, protocol: str) -> None:

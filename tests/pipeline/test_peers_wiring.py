@@ -111,9 +111,10 @@ def test_config_section_flags_and_node_name(tmp_path: Path, static_file: Path) -
     assert cfg is not None and cfg.kubernetes and cfg.node_name == "node-7" and not cfg.require_sync
     assert cfg.learn_idle == 30 and cfg.labels == ("app",) and cfg.static_file == str(static_file)
     assert build_peer_config(section, kubernetes=False, learn=False, environ={}) is not None  # the static file
-    assert Config().peers.learn and not Config().peers.kubernetes.enabled  # defaults: learn on, API off
-    default = build_peer_config(Config().peers, environ={})
-    assert default is not None and default.learn and not default.kubernetes
+    assert not Config().peers.learn and not Config().peers.kubernetes.enabled  # defaults: nothing on
+    assert build_peer_config(Config().peers, environ={}) is None  # so no resolver and no per-event cost
+    learning = build_peers(build_parser().parse_args(["run", "--peers-learn"]), PeersConfig())
+    assert learning is not None and learning.resolver.config.learn
     args = build_parser().parse_args(["run", "--peers-kubernetes"])
     peers = build_peers(args, PeersConfig())
     assert peers is not None and peers.watch is not None and peers.not_ready() is not None

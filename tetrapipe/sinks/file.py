@@ -16,6 +16,7 @@ the root filesystem may not be), gone when closed or when the process ends.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import tempfile
 from collections.abc import Sequence
@@ -23,8 +24,10 @@ from typing import IO
 
 from tetrapipe.event.envelope import Envelope
 from tetrapipe.event.oversized import Oversized
+from tetrapipe.sinks.base import SinkError
 
 _COPY_CHUNK = 1 << 20
+_TRANSIENT = frozenset({errno.ENOSPC, errno.EDQUOT})  # the disk is full: retried until space comes back
 
 
 class FileDeadLetter:
@@ -35,7 +38,11 @@ class FileDeadLetter:
         self._fd: int | None = None
 
     async def start(self) -> None:
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        try:  # in a thread: opening a FIFO nobody reads would otherwise block the event loop
+            self._fd = await asyncio.to_thread(os.open, self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        except OSError as exc:
+            raise SinkError(f"cannot open the dead-letter file {self.path}: {exc.strerror or exc}",
+                            retryable=False) from None
 
     def spool(self) -> IO[bytes]:
         """A new anonymous file for one oversized line (a source's `spill`)."""
@@ -73,6 +80,18 @@ class FileDeadLetter:
             self._write(block)
 
     async def write(self, envelopes: Sequence[Envelope]) -> None:
+        """Append the records; a full disk is retryable (space may come back), other errors are not.
+
+        A write that failed part-way is retried whole: the file may then hold the records written
+        before the failure twice (at-least-once, like every sink).
+        """
+        try:
+            await self._append(envelopes)
+        except OSError as exc:
+            raise SinkError(f"writing the dead-letter file {self.path} failed: {exc.strerror or exc}",
+                            retryable=exc.errno in _TRANSIENT) from None
+
+    async def _append(self, envelopes: Sequence[Envelope]) -> None:
         if any(type(e.raw) is Oversized and e.raw.spool is not None for e in envelopes):
             await asyncio.to_thread(self._write_records, envelopes)
             for env in envelopes:  # written: the spools are not needed any more

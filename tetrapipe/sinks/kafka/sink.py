@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import murmur2
 
 from tetrapipe.clients.kafka import KafkaConnection, KafkaConnectionError
@@ -64,7 +64,10 @@ def record_size(key: bytes | None, value: bytes, headers: Sequence[tuple[str, by
 
 def sink_error(exc: BaseException, what: str) -> SinkError:
     """A SinkError for a Kafka failure: retryable when Kafka says the error is transient."""
-    retryable = isinstance(exc, KafkaError) and bool(getattr(exc, "retriable", False))
+    # aiokafka marks KafkaTimeoutError not retriable, yet during an outage it is what a send_batch()
+    # waiting for the previous batch of a partition to drain raises: an outage, so retried.
+    retryable = isinstance(exc, KafkaTimeoutError) or (
+        isinstance(exc, KafkaError) and bool(getattr(exc, "retriable", False)))
     return SinkError(f"{what}: {type(exc).__name__}: {exc}", retryable=retryable)
 
 
@@ -196,6 +199,8 @@ class KafkaSink:
                 futures.append(await producer.send_batch(builder, topic, partition=partition))
             await await_acks(futures, "Kafka did not acknowledge a batch")
         except KafkaError as exc:
+            # Batches already sent resolve later: collect them, so no future is left with an unread exception.
+            await asyncio.gather(*futures, return_exceptions=True)
             raise sink_error(exc, "producing to Kafka failed") from None
         if oversized:
             await self._divert(oversized)

@@ -39,6 +39,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, TextIO
 
+from tetrapipe.event.decode import BadInput
 from tetrapipe.event.envelope import Envelope
 from tetrapipe.logs import emit
 from tetrapipe.sinks.base import SELECT_ALL, Selection, SinkError
@@ -221,8 +222,10 @@ class OtlpSink:
     async def _reject(self, env: Envelope, exc: ExportError) -> None:
         """One record the collector refuses on its own: dead-letter it, or report the loss."""
         if self.dead_letter is not None:
+            bad = Envelope(env.raw, env.position, env.meta, env.received_ns)  # a copy: the batch keeps its own
+            bad.error = BadInput("refused_by_collector", str(exc))
             try:
-                await self.dead_letter.write([env])
+                await self.dead_letter.write([bad])
             except Exception as err:  # the dead-letter path failing must not lose the record: retry later
                 raise ExportError("retry", f"dead-letter write failed: {err!r}") from None
             self.counters["dead_lettered"] += 1
