@@ -117,7 +117,8 @@ async def test_invalid_argument_is_bisected_to_the_bad_record(processor: Process
     dead = ListDeadLetter()
     sink = await make(transport, dead_letter=dead)
     await sink.write(envs)
-    assert dead.envelopes == [envs[37]]
+    assert [e.raw for e in dead.envelopes] == [envs[37].raw]  # a copy, carrying the reason
+    assert dead.envelopes[0].error is not None and dead.envelopes[0].error.reason == "refused_by_collector"
     assert sorted(transport.accepted) == sorted(pid(e) for e in envs if pid(e) != bad)
     assert sink.counters["dead_lettered"] == 1 and sink.counters["exported"] == 49
     assert len(transport.requests) <= 2 * 6 + 1  # log2(50) levels, two requests each
