@@ -97,6 +97,21 @@ def clean_ip(text: Any) -> str | None:
     return result
 
 
+def endpoint(ip: Any, port: Any) -> dict[str, Any] | None:
+    """`{ip, port}` of a connection end (OCSF endpoint, ECS source/destination); None without an IP.
+
+    The IP is cleaned (no zone index: ECS's ip type and OCSF's both refuse fe80::1%eth0); a port
+    outside 0..65535 is left out.
+    """
+    ip = clean_ip(ip)
+    if ip is None:
+        return None
+    ep: dict[str, Any] = {"ip": ip}
+    if type(port) is int and 0 <= port <= 65535:
+        ep["port"] = port
+    return ep
+
+
 def basename(path: str) -> str:
     """Last path component; the whole string when it ends with `/` or has none."""
     return path.rpartition("/")[2] or path

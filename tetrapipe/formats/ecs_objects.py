@@ -24,7 +24,7 @@ from typing import Any
 from tetrapipe.formats._common import (
     IANA_NUMBERS,
     basename,
-    clean_ip,
+    endpoint,
     epoch_ms,
     find_socket,
     memo_put,
@@ -230,10 +230,10 @@ def network(doc: dict[str, Any], body: dict[str, Any], egress: Any, action: str)
     found = find_socket(body)
     if found is None:
         if egress and egress.get("daddr"):
-            doc["destination"] = _endpoint(egress.get("daddr"), egress.get("dport")) or {}
+            doc["destination"] = endpoint(egress.get("daddr"), egress.get("dport")) or {}
         return
     lip, lport, rip, rport, transport = socket_endpoints(*found)
-    local, remote = _endpoint(lip, lport), _endpoint(rip, rport)
+    local, remote = endpoint(lip, lport), endpoint(rip, rport)
     src, dst = (remote, local) if action == "accept" else (local, remote)
     if src:
         doc["source"] = src
@@ -256,12 +256,3 @@ def network(doc: dict[str, Any], body: dict[str, Any], egress: Any, action: str)
     if net:
         doc["network"] = net
 
-
-def _endpoint(ip: Any, port: Any) -> dict[str, Any] | None:
-    ip = clean_ip(ip)  # ECS's ip type takes no zone index (fe80::1%eth0)
-    if ip is None:
-        return None
-    ep: dict[str, Any] = {"ip": ip}
-    if type(port) is int and 0 <= port <= 65535:
-        ep["port"] = port
-    return ep

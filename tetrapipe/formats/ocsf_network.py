@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tetrapipe.formats._common import IANA_NUMBERS, clean_ip, find_socket, socket_endpoints
+from tetrapipe.formats._common import IANA_NUMBERS, endpoint, find_socket, socket_endpoints
 from tetrapipe.formats.ocsf_classes import actor_of
 
 ACTIVITIES = {"connect": (1, "Open"), "accept": (1, "Open"), "close": (2, "Close"), "listen": (7, "Listen"),
@@ -28,15 +28,6 @@ _DIRECTION_NAMES = {0: "Unknown", 1: "Inbound", 2: "Outbound", 3: "Lateral", 4: 
 _BOUNDARY_NAMES = {1: "Localhost", 2: "Internal", 3: "External"}
 _IP_VERSIONS = {"AF_INET": 4, "AF_INET6": 6}
 
-
-def _endpoint(ip: Any, port: Any) -> dict[str, Any] | None:
-    ip = clean_ip(ip)
-    if ip is None:
-        return None
-    ep: dict[str, Any] = {"ip": ip}
-    if type(port) is int and 0 <= port <= 65535:
-        ep["port"] = port
-    return ep
 
 
 def network(action: str) -> Callable[[dict[str, Any], dict[str, Any], dict[str, Any], Any], None]:
@@ -49,9 +40,9 @@ def network(action: str) -> Callable[[dict[str, Any], dict[str, Any], dict[str, 
             out["actor"] = actor
         found = find_socket(body)
         lip, lport, rip, rport, transport = socket_endpoints(*found) if found else (None, None, None, None, None)
-        local, remote = _endpoint(lip, lport), _endpoint(rip, rport)
+        local, remote = endpoint(lip, lport), endpoint(rip, rport)
         if remote is None and egress:  # no socket argument: the classification still had the address
-            remote = _endpoint(egress.get("daddr"), egress.get("dport"))
+            remote = endpoint(egress.get("daddr"), egress.get("dport"))
         zone = egress.get("zone") if egress else None
         if remote is not None and zone:
             remote["zone"] = zone
