@@ -107,7 +107,6 @@ class TetragonEvent(msgspec.Struct, gc=False):
 class LeanProcess(msgspec.Struct, gc=False):
     binary: str | None = None
     binary_properties: Obj | None = None
-    pod: msgspec.Raw = msgspec.Raw()  # kept undecoded (empty: absent): read only for connection events (peers)
 
 
 class LeanBody(msgspec.Struct, gc=False):
@@ -127,7 +126,6 @@ class LeanEvent(msgspec.Struct, gc=False):
     """
 
     node_name: str | None = None
-    time: str | None = None  # the peer resolver's event time
     process_exec: LeanBody | None = None
     process_exit: LeanBody | None = None
     process_kprobe: LeanBody | None = None

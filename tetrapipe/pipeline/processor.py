@@ -50,7 +50,6 @@ from tetrapipe.transforms.peers import PeerResolver
 from tetrapipe.transforms.tag import Tagger
 
 _encode = msgspec.json.Encoder().encode
-_generic = msgspec.json.Decoder()
 def group_record(group: PartialGroup, error: BadInput, last: Envelope | None = None) -> Envelope:
     """One bad record of a group of CRI partial lines (and `last`, the line that ended or overflowed it).
 
@@ -176,17 +175,14 @@ class Processor:
                     break
         if type(saddr) is not str or not saddr:
             saddr = None
-        view = decoded.view
-        if type(view) is dict:
-            stamp = view.get("time")
-            process = body.get("process")
+        # Time and pod from the plain view, decoded (once, lazily) only for connection events while a
+        # resolver is configured: keeping them out of the lean model spares every other event the cost.
+        root = decoded.generic_root()
+        stamp = root.get("time")
+        if saddr is not None:  # the pod matters only for the source address (learning, own pod)
+            plain = root.get(decoded.etype)
+            process = plain.get("process") if type(plain) is dict else None
             pod = process.get("pod") if type(process) is dict else None
-        else:
-            stamp = view.time
-            if saddr is not None:  # the pod matters only for the source address (learning, own pod)
-                process = body.process
-                raw = process.pod if process is not None else None
-                pod = _generic.decode(raw) if raw else None
         assert self.peers is not None
         decoded.peer, decoded.source_peer = self.peers.resolve(
             egress.daddr, egress.dport, saddr, pod if type(pod) is dict else None,
