@@ -88,7 +88,7 @@ class PeersKubernetesConfig(msgspec.Struct, forbid_unknown_fields=True, omit_def
 class PeersConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """`peers:` — see tetrapipe.transforms.peers.PeerConfig for what each option does."""
 
-    # Off by default: measured +19.6 % CPU on the default benchmark mix (issue 14 allows 10 %).
+    # Off by default: measured +17.7 % CPU on the default benchmark mix (issue 14 allows 10 %).
     learn: bool = False
     learn_idle: Annotated[float, msgspec.Meta(ge=0)] = 600.0
     static_file: str | None = None
