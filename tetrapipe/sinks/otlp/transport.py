@@ -47,7 +47,10 @@ _RETRY_GRPC = {"UNAVAILABLE", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "ABORTE
                "UNKNOWN", "INTERNAL"}
 _TOO_LARGE_TEXT = ("larger than max", "too large", "message length")
 # grpcio's handshake errors for a server certificate that does not verify: unknown CA (BoringSSL), wrong name
-_CERT_UNVERIFIED_TEXT = ("CERTIFICATE_VERIFY_FAILED", "Hostname Verification Check failed")
+# (grpcio >= 1.6x: "Hostname Verification Check failed"; 1.63, the lowest allowed: "Peer name X is not in
+# peer certificate" — scripts/check-deps lowest found it)
+_CERT_UNVERIFIED_TEXT = ("CERTIFICATE_VERIFY_FAILED", "Hostname Verification Check failed",
+                         "is not in peer certificate")
 _CERT_HINT = "the server's certificate is not trusted: check tls.ca_file and the endpoint's host name"
 
 
