@@ -228,3 +228,23 @@ def test_the_cli_reports_every_rate_limited_event(tmp_path: Any, binaries: list[
     assert len(passed) == len(set(binaries))  # burst 1: the first of each binary
     assert sum(infos.values()) + len(passed) == len(binaries)  # every input: sent, or counted in a summary
     assert set(infos) == {b for b in set(binaries) if binaries.count(b) > 1}
+
+
+@pytest.mark.expect_errors
+async def test_a_record_that_cannot_be_rendered_is_reported_not_fatal(tagger: Tagger,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    processor = _processor(tagger)
+    processor.stage = Stage(None, None, None, rate=_limiter(clock))
+    sink = ScriptedSink("s")
+    delivery = Delivery([sink], None, Stats())
+    assert processor.stage.rate is not None
+    processor.stage.rate(_event("/bin/x"), "process_exec")
+    processor.stage.rate(_event("/bin/x"), "process_exec")
+
+    def broken(*_: Any) -> None:
+        raise RuntimeError("scripted render failure")
+
+    monkeypatch.setattr(processor, "rerender", broken)
+    await Summaries(processor, delivery).flush()
+    assert sink.delivered == []

@@ -105,14 +105,20 @@ class Summaries:
         out: dict[str, list[Envelope]] = {}
         every = [sink.name for sink in self.delivery.sinks]
         for scope, stage in self._stages():
-            rendered = [self._render(event) for event in summary_events(stage, scope, final=final, wall=self.wall)]
+            rendered = [env for event in summary_events(stage, scope, final=final, wall=self.wall)
+                        if (env := self._render(event)) is not None]
             for name in every if scope == ALL_SINKS else [scope]:
                 out.setdefault(name, []).extend(rendered)
         return out
 
-    def _render(self, event: dict[str, Any]) -> Envelope:
+    def _render(self, event: dict[str, Any]) -> Envelope | None:
         raw = msgspec.json.encode(event)  # what a dead letter would show (e.g. one too large for Kafka)
-        return self.processor.rerender(Envelope(raw, None, received_ns=time.time_ns()), event, False)
+        try:
+            return self.processor.rerender(Envelope(raw, None, received_ns=time.time_ns()), event, False)
+        except Exception as exc:  # noqa: BLE001 - a summary that cannot be rendered must not stop the run
+            emit(None, "error", f"a rate-limit/dedup summary record could not be rendered: {exc!r}",
+                 record=raw.decode("utf-8", "replace"))
+            return None
 
     async def deliver(self, *, final: bool = False) -> None:
         records = self.due(final=final)
