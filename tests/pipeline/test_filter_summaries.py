@@ -248,3 +248,23 @@ async def test_a_record_that_cannot_be_rendered_is_reported_not_fatal(tagger: Ta
     monkeypatch.setattr(processor, "rerender", broken)
     await Summaries(processor, delivery).flush()
     assert sink.delivered == []
+
+
+async def test_a_stage_replaced_by_a_reload_reports_what_it_held(tagger: Tagger) -> None:
+    clock = Clock()
+    processor = _processor(tagger)
+    sink = ScriptedSink("s")
+    old = Stage(None, None, None, rate=_limiter(clock, interval=3600))
+    delivery = Delivery([sink], None, Stats(), stages={"s": old})
+    summaries = Summaries(processor, delivery)
+    assert old.rate is not None
+    old.rate(_event("/bin/x"), "process_exec")
+    old.rate(_event("/bin/x"), "process_exec")
+    await summaries.deliver()
+    assert sink.delivered == []  # its interval is far from over
+    delivery.stages = {"s": Stage(None, None, None, rate=_limiter(clock, interval=3600))}  # what a reload does
+    await summaries.deliver()
+    [record] = [json.loads(e.out)["tetrapipe_rate_limit"] for e in sink.delivered]
+    assert record["dropped"] == 1 and record["scope"] == "s"
+    await summaries.deliver()
+    assert len(sink.delivered) == 1  # reported once

@@ -23,15 +23,15 @@ What they are (one event per record, rendered like any other — tagged, every f
   `{"tetrapipe_dedup": {"key": {...}, "repeats": 41, "window": 10.0, "first_seen": "<RFC 3339>",
   "last_seen": "<RFC 3339>", "scope": "*"}}`.
 Both carry `node_name` (from the key when it has one) and `time` (when the record was made).
-`scope` is the sink's name, or `*` for the top level.  A reload replaces the stages: records of the
-old ones still pending are lost with them (their drops stay counted in the stats).
+`scope` is the sink's name, or `*` for the top level.  A reload replaces the stages: at the next
+look (within `period`), a replaced stage reports everything it still holds, as at shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -91,22 +91,26 @@ class Summaries:
         self.wall = wall
         self.delivered = 0  # summary records written (to each of their sinks)
         self._task: asyncio.Task[None] | None = None
+        self._seen: list[tuple[str, Stage]] = []  # the stages of the last look: a reload may replace them
 
-    def _stages(self) -> Iterator[tuple[str, Stage]]:
+    def _stages(self) -> list[tuple[str, Stage, bool]]:
+        """(scope, stage, replaced) of every stage with state: the current ones, and those a reload replaced
+        since the last look (they report all they still hold, once: they are not looked at again)."""
         top = self.processor.stage
-        if top is not None and top.keyed:
-            yield ALL_SINKS, top
-        for name, stage in self.delivery.stages.items():
-            if stage.keyed:
-                yield name, stage
+        current = [(ALL_SINKS, top)] if top is not None and top.keyed else []
+        current += [(name, stage) for name, stage in self.delivery.stages.items() if stage.keyed]
+        kept = {id(stage) for _, stage in current}
+        replaced = [(scope, stage, True) for scope, stage in self._seen if id(stage) not in kept]
+        self._seen = current
+        return [(scope, stage, False) for scope, stage in current] + replaced
 
     def due(self, *, final: bool = False) -> dict[str, list[Envelope]]:
         """Sink name → the summary records to write to it now, rendered."""
         out: dict[str, list[Envelope]] = {}
         every = [sink.name for sink in self.delivery.sinks]
-        for scope, stage in self._stages():
-            rendered = [env for event in summary_events(stage, scope, final=final, wall=self.wall)
-                        if (env := self._render(event)) is not None]
+        for scope, stage, replaced in self._stages():
+            events = summary_events(stage, scope, final=final or replaced, wall=self.wall)
+            rendered = [env for event in events if (env := self._render(event)) is not None]
             for name in every if scope == ALL_SINKS else [scope]:
                 out.setdefault(name, []).extend(rendered)
         return out
