@@ -117,8 +117,15 @@ async def test_per_sink_rate_limit_and_dedup_count_drops(tagger: Tagger) -> None
     a, b = ScriptedSink("limited"), ScriptedSink("dedup")
     p, _ = await _run(tagger, {"otlp": [{"rate_limit": {"rate": 0.001, "burst": 1, "keys": ["node_name"]}},
                                         {"dedup": {"window": 60, "keys": ["event_type"]}}]}, [a, b])
-    assert len(a.delivered) == 1 and dict(p.stats.filtered_out["limited"]) == {"rate_limited": 3}
-    assert len(b.delivered) == 3 and dict(p.stats.filtered_out["dedup"]) == {"deduplicated": 1}
+    assert dict(p.stats.filtered_out["limited"]) == {"rate_limited": 3}
+    assert dict(p.stats.filtered_out["dedup"]) == {"deduplicated": 1}
+    # each sink: its events, then (at the end of the input) the summary of its own drops, and nothing else
+    limited = [json.loads(e.out) for e in a.delivered]
+    assert len(limited) == 2 and limited[1]["rate_limit_info"] == {"number_of_dropped_process_events": "3"}
+    assert limited[1]["tetrapipe_rate_limit"]["scope"] == "limited"
+    deduped = [json.loads(e.out) for e in b.delivered]
+    assert len(deduped) == 4 and deduped[3]["tetrapipe_dedup"]["repeats"] == 1
+    assert deduped[3]["tetrapipe_dedup"]["key"] == {"event_type": "process_exec"}
 
 
 def test_field_filter_that_cannot_apply_fails_closed(tagger: Tagger) -> None:
@@ -187,6 +194,14 @@ def test_run_with_pasted_helm_filters_end_to_end(tmp_path: Path) -> None:
     ("kafka:\n  sink:\n    redaction: [{redact: ['(']}]\n", "kafka.sink.redaction[0].redact[0]: "),
     ("otlp: [{rate_limit: {rate: 0, burst: 1}}]\n", "otlp[0].rate_limit.rate: expected a positive number"),
     ("otlp: [{dedup: {window: 1, keys: [x], extra: 1}}]\n", "Object contains unknown field `extra`"),
+    ("redaction: {filters: [{redact: ['(a']}], replacement: x}\n", "redaction.filters[0].redact[0]: missing )"),
+    ("redaction: {replace: x}\n", "Object contains unknown field `replace` - at `$.redaction`"),
+    ("otlp: [{redaction: {string_args: 'yes'}}]\n",
+     "Expected `bool`, got `str` - at `$.otlp[0].redaction.string_args`"),
+    ("filters: {allow: [{pid_set: [1]}]}\n", "filters.allow[0].pid_set: pid_set filters use a best-effort"),
+    ("filters: {enable_pid_set: true, allow: [{pid_set: [-1]}]}\n", "filters.allow[0].pid_set"),
+    ("rate_limit: {rate: 1, burst: 0}\n", "rate_limit.burst: expected a positive number"),
+    ("dedup: {window: 1, keys: []}\n", "dedup.keys: expected at least one field path"),
 ])
 def test_check_config_names_the_key_path(tmp_path: Path, config: str, message: str) -> None:
     from tetrapipe.cli.main import main

@@ -69,7 +69,8 @@ def test_key_limit_evicts_least_recent_and_keeps_its_count() -> None:
     rl(ev("/b"), "process_exec")
     rl(ev("/c"), "process_exec")  # evicts /a
     assert rl.evictions == 1
-    assert [r["key"] for r in rl.drain()] == [{"process.binary": "/a"}]  # early, not lost
+    [early] = rl.drain()  # early, not lost, and says why
+    assert early["key"] == {"process.binary": "/a"} and early["evicted"] is True and early["dropped"] == 1
     clock.now += 100
     assert rl.drain() == []  # and not reported twice
     assert rl(ev("/a"), "process_exec")  # a fresh bucket
@@ -121,7 +122,7 @@ def test_dedup_lru_bound_and_list_keys() -> None:
     assert dd(kp[1], "process_kprobe") and dd(kp[2], "process_kprobe")  # evicts kp[0]
     assert dd.evictions == 1
     assert dd.drain() == [{"key": {"args": [{"int_arg": 0}]}, "repeats": 1, "window": 60.0,
-                           "first_seen": 1000.0, "last_seen": 1000.0}]
+                           "first_seen": 1000.0, "last_seen": 1000.0, "evicted": True}]
     assert dd(kp[0], "process_kprobe")  # forgotten: passes again
     assert len(dd._open) == 2
 

@@ -18,6 +18,8 @@ Layout (every section optional; `tetrapipe run` needs no file at all):
     filters: {allow: [...], deny: [...]}  # Tetragon's export filters, redaction, field filters, for every
     field_filters: [...]                  # sink (each OTLP entry and kafka.sink also take them, and
     redaction: [...]                      # rate_limit/dedup): tetrapipe.transforms.filter_stage, build_filters
+    rate_limit: {...}                     # (top level: keyed after tagging)
+    dedup: {...}
     peers:              # who is on the other end (tetrapipe.transforms.peers); off: learn false, nothing else
       learn: false      # learn pod addresses from the stream's own source addresses (--peers-learn)
       learn_idle: 600
@@ -49,7 +51,15 @@ from tetrapipe.rules.summary import TemplateError
 from tetrapipe.sinks.otlp.config import OtlpSinkConfig
 from tetrapipe.transforms.classify import Classifier, ConfigError, ZoneSpec
 from tetrapipe.transforms.filter_errors import FilterConfigError
-from tetrapipe.transforms.filter_stage import FilterLists, Items, Stage, compile_sink_stage, compile_stage
+from tetrapipe.transforms.filter_stage import (
+    DedupConfig,
+    FilterLists,
+    Items,
+    RateLimitConfig,
+    Redaction,
+    Stage,
+    compile_sink_stage,
+)
 from tetrapipe.transforms.peers import PeerConfig
 from tetrapipe.transforms.tag import Tagger
 
@@ -132,7 +142,9 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     # Tetragon-style filters for every event and sink (tetrapipe.transforms.filter_stage); per sink: in the sink
     filters: FilterLists | None = None
     field_filters: Items = []
-    redaction: Items = []
+    redaction: Redaction = []
+    rate_limit: RateLimitConfig | None = None
+    dedup: DedupConfig | None = None
 
 
 class ConfigFileError(ValueError):
@@ -194,7 +206,7 @@ class Filters(msgspec.Struct, frozen=True):
 def build_filters(config: Config) -> Filters:
     """Compile every filter/redaction/rate-limit section; a bad one raises ConfigFileError naming its key path."""
     try:
-        top = compile_stage("", config.filters, config.field_filters, config.redaction)
+        top = compile_sink_stage("", config)  # the top level carries the same keys as a sink
         scoped: list[tuple[str, object]] = [(f"otlp[{i}]", cfg) for i, cfg in enumerate(config.otlp)]
         if config.kafka is not None and config.kafka.sink is not None:
             scoped.append(("kafka.sink", config.kafka.sink))

@@ -87,9 +87,24 @@ class Delivery:
         self.deadline = deadline  # monotonic time after which retrying stops (shutdown grace), or None
         self.log = log
         self.failing: dict[str, str] = {}  # sink name → last error, while its write is being retried
+        self._serial = asyncio.Lock()  # deliver / deliver_to take turns
 
     async def deliver(self, group: list[Batch]) -> None:
         """Deliver a group of batches to every sink that selected some of their events, and the dead letter."""
+        async with self._serial:
+            await self._deliver(group)
+
+    async def deliver_to(self, records: Mapping[str, list[Envelope]]) -> None:
+        """Write extra records (rate-limit/dedup summaries) to the named sinks, as-is: no selection, no stage;
+        retried like events, counted as sent; in turn with `deliver` (a sink never gets two writes at once)."""
+        by_name = {sink.name: sink for sink in self.sinks}
+        async with self._serial:
+            writes = [(name, self._write_with_retry(by_name[name], envs)) for name, envs in records.items()
+                      if envs and name in by_name]
+            if writes:
+                await self._all(writes)
+
+    async def _deliver(self, group: list[Batch]) -> None:
         writes: list[tuple[str, Coroutine[Any, Any, None]]] = []
         good = group[0].good if len(group) == 1 else [e for b in group for e in b.good]
         for sink in self.sinks:

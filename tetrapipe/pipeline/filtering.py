@@ -3,8 +3,11 @@
 A `Stage` (tetrapipe.transforms.filter_stage) applies, per event, in this order:
 redaction → allow/deny filters → dedup → rate limit → field filters.  (Tetragon redacts when the
 event is made, before its export filters see it; field filters come last, so dedup and rate-limit
-keys read the whole event.)  The outcome is a drop reason, or the event to ship: unchanged (its
-bytes are kept), or changed by redaction/field filters (then re-encoded — see `Processor.rerender`).
+keys read the whole event.)  At the top level, dedup and rate limit run last, after tagging (their
+keys may name `categories`), on the event as redaction and field filters left it.  Their summary
+records are delivered by tetrapipe.pipeline.summaries.  The outcome is a drop reason, or the event
+to ship: unchanged (its bytes are kept), or changed by redaction/field filters (then re-encoded —
+see `Processor.rerender`).
 
 Drop reasons (counted in `Stats.filtered_out[scope][reason]`, scope ALL_SINKS for the top level,
 else the sink's name; metric `tetrapipe_events_filtered_out_total{sink,reason}`):
@@ -38,9 +41,12 @@ ALL_SINKS = "*"  # the scope of the top-level filters in Stats.filtered_out
 Rerender = Callable[[Envelope, dict[str, Any], bool], Envelope]
 
 
-def run_stage(stage: Stage, decoded: Decoded, categories: Sequence[str] = ()
+def run_stage(stage: Stage, decoded: Decoded, categories: Sequence[str] = (), *, keyed: bool = True
               ) -> tuple[str | None, dict[str, Any] | None, bool]:
-    """(drop reason or None, the changed event or None when unchanged, whether redaction changed it)."""
+    """(drop reason or None, the changed event or None when unchanged, whether redaction changed it).
+
+    `keyed=False` leaves out dedup and rate limit: the top level runs them after tagging (`run_keyed`).
+    """
     root = decoded.generic_root()
     etype = decoded.etype
     event = root
@@ -49,16 +55,23 @@ def run_stage(stage: Stage, decoded: Decoded, categories: Sequence[str] = ()
         event, redacted = stage.redact(event, etype)
     if stage.export is not None and not stage.export(event, etype):
         return "filtered", None, False
-    if stage.dedup is not None and not stage.dedup(event, etype, categories):
-        return "deduplicated", None, False
-    if stage.rate is not None and not stage.rate(event, etype, categories):
-        return "rate_limited", None, False
+    if keyed and (reason := run_keyed(stage, event, etype, categories)) is not None:
+        return reason, None, False
     if stage.fields is not None:
         try:
             event = stage.fields(event, etype)
         except FieldFilterError:
             return "field_filter", None, False
     return None, (None if event is root else event), redacted
+
+
+def run_keyed(stage: Stage, event: dict[str, Any], etype: str, categories: Sequence[str]) -> str | None:
+    """Dedup, then the rate limit: the drop reason, or None to pass."""
+    if stage.dedup is not None and not stage.dedup(event, etype, categories):
+        return "deduplicated"
+    if stage.rate is not None and not stage.rate(event, etype, categories):
+        return "rate_limited"
+    return None
 
 
 def apply_sink_stage(stage: Stage, envelopes: list[Envelope], dropped: Counter[str],

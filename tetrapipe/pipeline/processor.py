@@ -43,7 +43,7 @@ from tetrapipe.event.decode import MAX_DEPTH_LIMIT, BadInput, Decoded, LineDecod
 from tetrapipe.event.envelope import Batch, Envelope
 from tetrapipe.event.tags import NO_TAGS
 from tetrapipe.formats.tetrapipe import UNTAGGED_END, enriched, tetrapipe_object
-from tetrapipe.pipeline.filtering import mark_redacted, run_stage
+from tetrapipe.pipeline.filtering import mark_redacted, run_keyed, run_stage
 from tetrapipe.transforms.classify import Classifier, Egress
 from tetrapipe.transforms.filter_stage import Stage
 from tetrapipe.transforms.peers import PeerResolver
@@ -108,7 +108,7 @@ class Processor:
             redacted = False
             if stage is not None:  # dropped: counted, never dead-lettered, committed with its batch
                 try:
-                    reason, changed, redacted = run_stage(stage, decoded)
+                    reason, changed, redacted = run_stage(stage, decoded, keyed=False)
                     if changed is not None and reason is None:
                         decoded = self._redecode(changed)
                 except Exception:  # noqa: BLE001 - fail closed: the dead letter would get the unfiltered bytes
@@ -123,6 +123,10 @@ class Processor:
                     if egress is not None and resolve is not None:
                         resolve(decoded, body, egress)
                 tags = tag(decoded)
+                if stage is not None and stage.keyed and (reason := run_keyed(
+                        stage, decoded.generic_root(), decoded.etype, tags.categories)) is not None:
+                    self.dropped[reason] += 1  # top-level dedup/rate limit: keyed by categories too
+                    continue
                 if tags.categories or decoded.egress is not None or decoded.has_tetrapipe_key:
                     out = enriched(decoded, tetrapipe_object(tags, decoded))
                 else:  # what enriched() returns for them, without two calls per event

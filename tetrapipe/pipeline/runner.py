@@ -59,6 +59,7 @@ from tetrapipe.pipeline.filtering import ALL_SINKS
 from tetrapipe.pipeline.processor import Processor
 from tetrapipe.pipeline.report import BadInputReporter
 from tetrapipe.pipeline.stats import Stats
+from tetrapipe.pipeline.summaries import Summaries
 from tetrapipe.sinks.base import DeadLetter, Sink, SinkClosed, SinkError
 from tetrapipe.sources.base import Drains, ReadsOnce, ReportsReadiness, Source, SourceError
 
@@ -101,6 +102,7 @@ class Pipeline:
         self.delivery = Delivery(self.sinks, dead_letter, self.stats, retry=retry, log=log,
                                  deadline=lambda: self._deadline, rerender=processor.rerender)
         processor.dropped = self.stats.filtered_out[ALL_SINKS]  # the top-level filters count into the run's stats
+        self.summaries = Summaries(processor, self.delivery)  # rate-limit/dedup summary records
         if isinstance(source, Drains):
             source.bind_drain(self.drain)
 
@@ -170,10 +172,12 @@ class Pipeline:
             reader = asyncio.create_task(self._read(), name="tetrapipe-reader")
             writer = asyncio.create_task(self._write(), name="tetrapipe-writer")
             self._running = True
+            self.summaries.start()
             try:
                 await self._supervise(reader, writer)
             finally:
                 self._running = False
+                await self.summaries.stop()
         finally:
             await self._close([*reversed(started), self.source])
             self.reporter.close()
@@ -347,6 +351,7 @@ class Pipeline:
                 return
             self._acknowledge(group)
             await self._commit()
+        await self.summaries.flush()  # what rate limits and dedup still hold, before the last commit
         await self._commit(force=True)
 
     def _acknowledge(self, group: list[Batch]) -> None:

@@ -15,8 +15,8 @@ Contract: ``Dedup(window=, keys=(...), max_keys=100_000, clock=time.monotonic)``
   (``repeats`` excludes the first event, which passed; times are the injected clock's seconds).
   Windows without repeats close silently.
 * Memory: at most ``max_keys`` open windows (least recently seen evicted; an evicted window with
-  repeats yields its record early, at the next ``drain()``).  Counters: ``passed``, ``suppressed``,
-  ``evictions``.  ``flush()`` closes every window (at shutdown).
+  repeats yields its record early, at the next ``drain()``, with ``"evicted": true``).
+  Counters: ``passed``, ``suppressed``, ``evictions``.  ``flush()`` closes every window (at shutdown).
 """
 
 from __future__ import annotations
@@ -70,14 +70,15 @@ class Dedup:
         if len(self._open) > self.max_keys:
             old_key, old = self._open.popitem(last=False)
             self.evictions += 1
-            self._emit(old_key, old, self._ready)
+            self._emit(old_key, old, self._ready, evicted=True)
         self.passed += 1
         return True
 
-    def _emit(self, key: tuple[Any, ...], win: _Window, out: list[dict[str, Any]]) -> None:
+    def _emit(self, key: tuple[Any, ...], win: _Window, out: list[dict[str, Any]], evicted: bool = False) -> None:
         if win.repeats:
-            out.append({"key": self.keys.describe(key), "repeats": win.repeats, "window": self.window,
-                        "first_seen": win.start, "last_seen": win.last})
+            record = {"key": self.keys.describe(key), "repeats": win.repeats, "window": self.window,
+                      "first_seen": win.start, "last_seen": win.last}
+            out.append({**record, "evicted": True} if evicted else record)
             win.repeats = 0  # a window is reported once, whichever path closes it first
 
     def _close(self, key: tuple[Any, ...], win: _Window, out: list[dict[str, Any]]) -> None:

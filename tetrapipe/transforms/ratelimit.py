@@ -16,8 +16,8 @@ interval=60.0, max_keys=100_000, clock=time.monotonic)``.
   record as a Tetragon-shaped ``rate_limit_info`` event (``number_of_dropped_process_events`` as
   protojson's uint64 string), the record itself under ``tetrapipe_rate_limit``.
 * At most ``max_keys`` keys are tracked (least recently seen evicted; a key evicted with drops
-  pending has its summary emitted early by the next ``drain()``).  Counters: ``passed``, ``dropped``,
-  ``evictions``.
+  pending has its summary emitted early by the next ``drain()``, with ``"evicted": true``).
+  Counters: ``passed``, ``dropped``, ``evictions``.
 * ``flush()`` returns the summaries of every open interval (at shutdown).
 
 Nothing here reads the wall clock except through ``clock``: tests pass a manual clock.
@@ -86,7 +86,7 @@ class RateLimiter:
         key, bucket = self._buckets.popitem(last=False)
         self.evictions += 1
         if bucket.dropped:
-            self._ready.append(self._record(key, bucket))
+            self._ready.append({**self._record(key, bucket), "evicted": True})
             bucket.dropped = 0  # its queued interval now yields nothing
 
     def _record(self, key: tuple[Any, ...], bucket: _Bucket) -> dict[str, Any]:

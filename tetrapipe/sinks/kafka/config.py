@@ -15,7 +15,7 @@ import msgspec
 
 from tetrapipe.clients.kafka import KafkaConnection
 from tetrapipe.sinks.kafka.routing import KeyStrategy, MultiCategory
-from tetrapipe.transforms.filter_stage import DedupConfig, FilterLists, Items, RateLimitConfig
+from tetrapipe.transforms.filter_stage import DedupConfig, FilterLists, Items, RateLimitConfig, Redaction
 
 Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 
@@ -46,7 +46,7 @@ class KafkaSinkConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=
     # per-sink Tetragon filters, redaction, rate limit, dedup (tetrapipe.transforms.filter_stage)
     filters: FilterLists | None = None
     field_filters: Items = []
-    redaction: Items = []
+    redaction: Redaction = []
     rate_limit: RateLimitConfig | None = None
     dedup: DedupConfig | None = None
 

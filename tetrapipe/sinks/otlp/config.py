@@ -32,7 +32,7 @@ from tetrapipe.sinks.base import Selection
 from tetrapipe.sinks.otlp.mapping import DEFAULT_GROUP_SEVERITY, LogMapper, Severity
 from tetrapipe.sinks.otlp.sink import DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS, DeadLetter, OtlpSink
 from tetrapipe.sinks.otlp.transport import TransportSettings
-from tetrapipe.transforms.filter_stage import DedupConfig, FilterLists, Items, RateLimitConfig
+from tetrapipe.transforms.filter_stage import DedupConfig, FilterLists, Items, RateLimitConfig, Redaction
 
 Protocol = Literal["grpc", "http/protobuf", "http/json"]
 PROTOCOLS: tuple[str, ...] = ("grpc", "http/protobuf", "http/json")
@@ -84,7 +84,7 @@ class OtlpSinkConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=T
     # per-sink Tetragon filters, redaction, rate limit, dedup (tetrapipe.transforms.filter_stage)
     filters: FilterLists | None = None
     field_filters: Items = []
-    redaction: Items = []
+    redaction: Redaction = []
     rate_limit: RateLimitConfig | None = None
     dedup: DedupConfig | None = None
 
