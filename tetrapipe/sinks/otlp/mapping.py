@@ -11,6 +11,8 @@ read straight from the typed model (`tetrapipe.event.model`) when the event fit 
 and from the plain dicts otherwise; anything derived from a small set of
 values (severity per category set, image name/tag split, container id
 prefix) is memoised in bounded dicts.
+
+Peer attributes: tetrapipe.sinks.otlp.peer_attributes.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from tetrapipe.event.envelope import Envelope
 from tetrapipe.formats.base import Format
+from tetrapipe.sinks.otlp.peer_attributes import PeerAttributes
 
 # OTLP SeverityNumber values (logs data model) for the texts users may configure.
 SEVERITIES: dict[str, int] = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "ERROR": 17, "FATAL": 21}
@@ -262,6 +265,7 @@ class LogMapper:
         self.body_mode = body_mode
         self.format = fmt  # None: the output contract (what the processor rendered); else its record, as a string
         self._event_names: dict[str, str] = {}
+        self._peer, self._source = PeerAttributes("tetrapipe.peer."), PeerAttributes("tetrapipe.source.")
 
     def resource_key(self, env: Envelope) -> tuple[str | None, str | None]:
         """(node_name, cluster_name): records sharing it share one ResourceLogs."""
@@ -286,6 +290,10 @@ class LogMapper:
             attrs.append(("tetrapipe.categories", tags.categories))
             attrs.append(("tetrapipe.groups", tags.groups))
         self._network_attributes(attrs, decoded.egress, body)
+        if decoded.peer is not None:
+            attrs.extend(self._peer.of(decoded.peer))
+        if decoded.source_peer is not None:
+            attrs.extend(self._source.of(decoded.source_peer))
         severity, severity_text = self.severity.of(tags.categories, tags.groups)
         name = self._event_names.get(etype)
         if name is None:
