@@ -75,7 +75,7 @@ def test_peer_and_source_attributes_arrive_as_the_output_contract_names_them(
 def test_without_peers_no_peer_attribute(processor: Processor) -> None:
     envs = connections(processor)
     for env in envs:
-        attrs = dict(LogMapper().record(env).attributes)
+        attrs = dict(LogMapper().record(env).all_attributes())
         assert not any(k.startswith(("tetrapipe.peer.", "tetrapipe.source.")) for k in attrs)
 
 
@@ -102,3 +102,17 @@ def test_odd_peers_encode_and_decode(peer: dict) -> None:  # type: ignore[type-a
         assert key.startswith("tetrapipe.peer.") and isinstance(value, str | tuple)
     body = b"".join(encoder.attributes(list(attrs)))  # the hand-written encoder accepts every value
     assert isinstance(body, bytes)
+
+
+@pytest.mark.parametrize("encoder_cls", [ProtobufEncoder, JsonEncoder])
+@pytest.mark.parametrize("inline", [[], [("tetragon.event_type", "process_kprobe")]])
+def test_shared_groups_encode_like_inline_attributes(encoder_cls: type, inline: list) -> None:  # type: ignore[type-arg]
+    from tetrapipe.sinks.otlp.mapping import LogFields
+
+    peer = peer_attributes({"kind": "pod", "namespace": "a", "name": "b", "labels": {"app": "b"}}, "tetrapipe.peer.")
+    source = peer_attributes({"kind": "node", "name": "n1"}, "tetrapipe.source.")
+    encoder = encoder_cls()
+    for _ in range(2):  # the second time from the memo
+        shared = encoder.record(LogFields(1, 2, 9, "INFO", "tetragon.x", b"{}", list(inline), (peer, (), source)))
+        flat = encoder_cls().record(LogFields(1, 2, 9, "INFO", "tetragon.x", b"{}", [*inline, *peer, *source]))
+        assert shared == flat

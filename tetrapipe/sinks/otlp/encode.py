@@ -13,6 +13,9 @@ stable (opentelemetry-proto logs/v1, common/v1, resource/v1), so records are
 assembled from precomputed byte fragments; the tests decode every output with
 the official classes and compare field by field.
 
+Attribute groups that records share (`LogFields.shared`, e.g. a peer's) are encoded once per group
+object and reused (a bounded memo keyed by identity, holding the group so its id stays unique).
+
 Field numbers used (opentelemetry-proto v1):
   ExportLogsServiceRequest.resource_logs=1; ResourceLogs.resource=1, scope_logs=2;
   Resource.attributes=1; ScopeLogs.scope=1, log_records=2; InstrumentationScope.name=1, version=2;
@@ -35,6 +38,7 @@ from tetrapipe.sinks.otlp.mapping import Attribute, LogFields
 _VARINTS = [bytes([n]) if n < 0x80 else bytes([(n & 0x7F) | 0x80, n >> 7]) for n in range(1 << 14)]
 _HEADER_TABLE = 512  # string lengths whose KeyValue headers are precomputed (longer ones: built each time)
 _FIELD_MEMO = 4096
+_GROUP_MEMO = 1 << 16
 _pack_fixed64 = struct.Struct("<Q").pack
 _pack_double = struct.Struct("<d").pack
 
@@ -62,6 +66,24 @@ class _Tables(dict[str, list[Any]]):
         return table
 
 
+class _Groups:
+    """Encoded bytes of shared attribute groups, by identity (see the module docstring)."""
+
+    def __init__(self, encode: Any) -> None:
+        self._encode = encode
+        self._memo: dict[int, tuple[Sequence[Attribute], bytes]] = {}
+
+    def of(self, group: Sequence[Attribute]) -> bytes:
+        hit = self._memo.get(id(group))
+        if hit is not None and hit[0] is group:
+            return hit[1]
+        encoded: bytes = self._encode(group)
+        if len(self._memo) >= _GROUP_MEMO:
+            self._memo.clear()
+        self._memo[id(group)] = (group, encoded)
+        return encoded
+
+
 def _ld(tag: int, payload: bytes) -> bytes:
     """A length-delimited field: tag byte, length, payload."""
     return bytes([tag]) + varint(len(payload)) + payload
@@ -80,6 +102,7 @@ class ProtobufEncoder:
         self._names: dict[str, bytes] = {}
         self._headers: dict[int, _Tables] = {0x32: _Tables(), 0x0A: _Tables()}
         self._fields: dict[Any, bytes] = {}
+        self._groups = _Groups(lambda group: b"".join(self.attributes(group, 0x32)))
 
     def _key(self, key: str) -> bytes:
         prefix = self._keys.get(key)
@@ -190,6 +213,8 @@ class ProtobufEncoder:
             value = self.any_value(body)
             parts += (b"\x2a", varint(len(value)), value)
         self.attributes(f.attributes, 0x32, parts)
+        for group in f.shared:
+            parts.append(self._groups.of(group))
         parts.append(name)
         return b"".join(parts)
 
@@ -241,6 +266,7 @@ class JsonEncoder:
         self._keys: dict[str, bytes] = {}
         self._sev: dict[tuple[int, str], bytes] = {}
         self._names: dict[str, bytes] = {}
+        self._groups = _Groups(self.attributes)
 
     def _key(self, key: str) -> bytes:
         prefix = self._keys.get(key)
@@ -287,7 +313,12 @@ class JsonEncoder:
             parts += (b',"body":{"stringValue":', _json.encode(body.decode()), b'},"attributes":[')
         else:
             parts += (b',"body":', self.any_value(body), b',"attributes":[')
-        parts.append(self.attributes(f.attributes))
+        if f.shared:
+            chunks = [self.attributes(f.attributes)] if f.attributes else []
+            chunks += [self._groups.of(group) for group in f.shared if group]
+            parts.append(b",".join(chunks))
+        else:
+            parts.append(self.attributes(f.attributes))
         parts.append(name)
         return b"".join(parts)
 

@@ -34,12 +34,17 @@ Attribute = tuple[str, AttrValue]
 
 
 class LogFields:
-    """One LogRecord, protocol-neutral.  `body` is the output-contract JSON (bytes) or a decoded map."""
+    """One LogRecord, protocol-neutral.  `body` is the output-contract JSON (bytes) or a decoded map.
 
-    __slots__ = ("time_ns", "observed_ns", "severity", "severity_text", "event_name", "body", "attributes")
+    `shared`: more attributes, in groups that many records share (the same tuple object each time,
+    e.g. a peer's): encoders encode each group once and reuse the bytes.  `all_attributes()` is both.
+    """
+
+    __slots__ = ("time_ns", "observed_ns", "severity", "severity_text", "event_name", "body", "attributes",
+                 "shared")
 
     def __init__(self, time_ns: int, observed_ns: int, severity: int, severity_text: str, event_name: str,
-                 body: Any, attributes: list[Attribute]) -> None:
+                 body: Any, attributes: list[Attribute], shared: tuple[tuple[Attribute, ...], ...] = ()) -> None:
         self.time_ns = time_ns
         self.observed_ns = observed_ns
         self.severity = severity
@@ -47,6 +52,10 @@ class LogFields:
         self.event_name = event_name
         self.body = body
         self.attributes = attributes
+        self.shared = shared
+
+    def all_attributes(self) -> list[Attribute]:
+        return [*self.attributes, *(a for group in self.shared for a in group)]
 
 
 class Severity:
@@ -290,10 +299,11 @@ class LogMapper:
             attrs.append(("tetrapipe.categories", tags.categories))
             attrs.append(("tetrapipe.groups", tags.groups))
         self._network_attributes(attrs, decoded.egress, body)
+        shared: tuple[tuple[Attribute, ...], ...] = ()
         if decoded.peer is not None:
-            attrs.extend(self._peer.of(decoded.peer))
+            shared = (self._peer.of(decoded.peer),)
         if decoded.source_peer is not None:
-            attrs.extend(self._source.of(decoded.source_peer))
+            shared += (self._source.of(decoded.source_peer),)
         severity, severity_text = self.severity.of(tags.categories, tags.groups)
         name = self._event_names.get(etype)
         if name is None:
@@ -303,7 +313,8 @@ class LogMapper:
             out = self.format.record(env) or b""
         else:
             out = env.out if self.body_mode == "string" else _map_body(env)
-        return LogFields(parse_time(_get(root, "time")), env.received_ns, severity, severity_text, name, out, attrs)
+        return LogFields(parse_time(_get(root, "time")), env.received_ns, severity, severity_text, name, out, attrs,
+                         shared)
 
     @staticmethod
     def _body_attributes(out: list[Attribute], body: Any, proc: Any) -> None:
