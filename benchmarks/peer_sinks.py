@@ -13,7 +13,8 @@ per event, only the sink side is timed, in interleaved rounds (rotating order), 
     template `t.{group}.{category}`: without peers (before) / with peers (+ the tetrapipe-peer headers);
     template `t.{peer_namespace}.{category}` with peers (+ the routing key);
   - otlp: `LogMapper.record` + `ProtobufEncoder.record`, without / with peers (+ tetrapipe.peer.* attributes);
-  - ocsf: the OCSF record + route by `t.{group}` / by `t.{ocsf_class}` (+ reading the class back).
+  - ocsf / ecs: the record + route by `t.{group}` / by `t.{ocsf_class}` / `t.{ecs_category}` (+ reading the
+    class or category back from the record).
 Prints the median µs per event of each variant and the ratio to its "before".
 """
 
@@ -101,8 +102,8 @@ def otlp() -> Callable[[list[Envelope]], None]:
     return run
 
 
-def ocsf(router: Router, groups: dict[str, str]) -> Callable[[list[Envelope]], None]:
-    fmt = build_format("ocsf", category_groups=groups)
+def formatted(name: str, router: Router, groups: dict[str, str]) -> Callable[[list[Envelope]], None]:
+    fmt = build_format(name, category_groups=groups)
     route, by_record = router.route, router.needs_record
 
     def run(envs: list[Envelope]) -> None:
@@ -137,9 +138,13 @@ def main(argv: list[str] | None = None) -> int:
         "kafka, {peer_namespace}": (kafka(by_namespace), peered, "kafka, no peers"),
         "otlp, no peers": (otlp(), plain, None),
         "otlp, peers": (otlp(), peered, "otlp, no peers"),
-        "ocsf, t.{group}": (ocsf(Router("t.{group}", groups, record_format="ocsf"), groups), plain, None),
-        "ocsf, t.{ocsf_class}": (ocsf(Router("t.{ocsf_class}", groups, record_format="ocsf"), groups), plain,
-                                 "ocsf, t.{group}"),
+        "ocsf, t.{group}": (formatted("ocsf", Router("t.{group}", groups, record_format="ocsf"), groups), plain,
+                            None),
+        "ocsf, t.{ocsf_class}": (formatted("ocsf", Router("t.{ocsf_class}", groups, record_format="ocsf"), groups),
+                                 plain, "ocsf, t.{group}"),
+        "ecs, t.{group}": (formatted("ecs", Router("t.{group}", groups, record_format="ecs"), groups), plain, None),
+        "ecs, t.{ecs_category}": (formatted("ecs", Router("t.{ecs_category}", groups, record_format="ecs"), groups),
+                                  plain, "ecs, t.{group}"),
     }
     for fn, envs, _ in variants.values():  # warm the memos
         fn(envs[:2000])

@@ -206,3 +206,12 @@ def test_every_possible_value_renders_a_valid_topic() -> None:
     assert len(keys.possible()) == 2 * len(PEER_KINDS) * (len(CLASSES) - 1)  # findings are never first
     Router("t.{peer_namespace}.{peer_kind}.{ocsf_class}", GROUPS, peer_namespaces=["a", "b-2"],
            record_format="ocsf")  # validates every topic name
+
+
+def test_ocsf_fields_from_a_record_in_any_key_order(peered: Processor) -> None:
+    router = Router("t.{ocsf_category}.{ocsf_class}", GROUPS, record_format="ocsf", default_topic="t.other")
+    (env,) = processed(peered, connect("10.40.1.7"))
+    first = b'{"class_uid":4001,"category_uid":4,"time":1}'
+    later = b'{"time":1,"metadata":{"class_uid":1007},"category_uid":4,"class_uid":4001}'
+    assert router.route(env, first).topics == router.route(env, later).topics == ("t.network.network_activity",)
+    assert router.route(env, b'{"class_uid":4001x}').topics == ("t.other",)  # not JSON

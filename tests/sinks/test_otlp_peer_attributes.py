@@ -108,11 +108,13 @@ def test_odd_peers_encode_and_decode(peer: dict) -> None:  # type: ignore[type-a
 @pytest.mark.parametrize("inline", [[], [("tetragon.event_type", "process_kprobe")]])
 def test_shared_groups_encode_like_inline_attributes(encoder_cls: type, inline: list) -> None:  # type: ignore[type-arg]
     from tetrapipe.sinks.otlp.mapping import LogFields
+    from tetrapipe.sinks.otlp.peer_attributes import AttributeGroup
 
     peer = peer_attributes({"kind": "pod", "namespace": "a", "name": "b", "labels": {"app": "b"}}, "tetrapipe.peer.")
     source = peer_attributes({"kind": "node", "name": "n1"}, "tetrapipe.source.")
+    groups = (AttributeGroup(peer), AttributeGroup(()), AttributeGroup(source))
     encoder = encoder_cls()
-    for _ in range(2):  # the second time from the memo
-        shared = encoder.record(LogFields(1, 2, 9, "INFO", "tetragon.x", b"{}", list(inline), (peer, (), source)))
+    for _ in range(2):  # the second time from the bytes kept on the groups
+        shared = encoder.record(LogFields(1, 2, 9, "INFO", "tetragon.x", b"{}", list(inline), groups))
         flat = encoder_cls().record(LogFields(1, 2, 9, "INFO", "tetragon.x", b"{}", [*inline, *peer, *source]))
         assert shared == flat

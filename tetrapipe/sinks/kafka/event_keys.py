@@ -10,7 +10,7 @@ Fields (used by tetrapipe.sinks.kafka.routing when a template names them):
   `{ecs_category}`, `{ecs_dataset}` (`format: ecs`): the format's own `topic_keys`, read back
   from the record the sink sends (its first line: the event, not a finding) — so the route is
   what the record says, with no second mapping.  Their values are enumerated from the formats'
-  class tables.
+  class tables.  (OCSF records start with `class_uid`: that prefix is read without decoding the rest.)
 
 `values(env, record)` returns the fields' values as a tuple in `names` order, or None when the
 event has no value, or a value outside the known set, for one of them (no peer, a node peer
@@ -67,7 +67,22 @@ _ocsf_head = msgspec.json.Decoder(_OcsfHead).decode
 _ecs_head = msgspec.json.Decoder(_EcsHead).decode
 
 
+_OCSF_START = b'{"class_uid":'
+# class_uid -> its fields; OCSF fixes each class's category, so the class alone decides them
+_OCSF_KEYS = {uid: ocsf.topic_keys({"class_uid": uid, "category_uid": category})
+              for uid, _, category, _ in ocsf.CLASSES.values()}
+
+
 def _ocsf_keys(record: bytes) -> dict[str, str]:
+    # Fast path: tetrapipe's OCSF records start with the class; reading its digits there spares a decode
+    # of the whole record (~2 KB).  Anything else is decoded in full.
+    if record.startswith(_OCSF_START):
+        end = record.find(b",", 13, 24)
+        digits = record[13:end] if end > 0 else b""
+        if digits.isdigit():
+            keys = _OCSF_KEYS.get(int(digits))
+            if keys is not None:
+                return keys
     head = _ocsf_head(_first_line(record))
     return ocsf.topic_keys({"class_uid": head.class_uid, "category_uid": head.category_uid})
 
@@ -103,6 +118,7 @@ class EventKeys:
         used = set(used)
         self.names = tuple(n for n in (*PEER_FIELDS, *OCSF_FIELDS, *ECS_FIELDS) if n in used)
         self._peer = tuple(n for n in PEER_FIELDS if n in used)
+        self._peer_memo: dict[int, tuple[dict[str, Any], tuple[str, ...] | None]] = {}  # id(peer) -> (peer, values)
         self._format = tuple(n for n in (*OCSF_FIELDS, *ECS_FIELDS) if n in used)
         self._allowed: dict[str, frozenset[str]] = {"peer_kind": frozenset(PEER_KINDS),
                                                     "peer_namespace": frozenset(peer_namespaces)}
@@ -123,6 +139,16 @@ class EventKeys:
         self._format_values = frozenset(tuple(c[n] for n in self._format) for c in combos)
         self.needs_record = self._decode is not None
 
+    def _remember(self, peer: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...] | None]:
+        """A peer's values (None: one is missing or not allowed), memoised per peer object (peers are shared)."""
+        found = [peer.get(name[5:]) for name in self._peer]  # peer_namespace -> namespace
+        ok = all(v in self._allowed[n] for n, v in zip(self._peer, found, strict=True))
+        values = tuple(str(v) for v in found) if ok else None  # allowed values are strings
+        if len(self._peer_memo) >= _MEMO_LIMIT:
+            self._peer_memo.clear()
+        hit = self._peer_memo[id(peer)] = (peer, values)
+        return hit
+
     def possible(self) -> list[dict[str, str]]:
         """Every combination of values (for the topics created at startup)."""
         peer = itertools.product(*(sorted(self._allowed[n]) for n in self._peer))
@@ -138,11 +164,12 @@ class EventKeys:
             peer = env.decoded.peer if env.decoded is not None else None
             if peer is None:
                 return None
-            for name in self._peer:
-                value = peer.get(name[5:])  # peer_namespace -> namespace
-                if value not in self._allowed[name]:
-                    return None
-                out += (value,)
+            hit = self._peer_memo.get(id(peer))
+            if hit is None or hit[0] is not peer:
+                hit = self._remember(peer)
+            if hit[1] is None:
+                return None
+            out = hit[1]
         if self._decode is not None:
             if record is None:
                 return None

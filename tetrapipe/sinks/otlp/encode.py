@@ -14,7 +14,7 @@ assembled from precomputed byte fragments; the tests decode every output with
 the official classes and compare field by field.
 
 Attribute groups that records share (`LogFields.shared`, e.g. a peer's) are encoded once per group
-object and reused (a bounded memo keyed by identity, holding the group so its id stays unique).
+object; the bytes are kept on the group (`AttributeGroup.protobuf` / `.json`).
 
 Field numbers used (opentelemetry-proto v1):
   ExportLogsServiceRequest.resource_logs=1; ResourceLogs.resource=1, scope_logs=2;
@@ -34,11 +34,11 @@ from typing import Any
 import msgspec
 
 from tetrapipe.sinks.otlp.mapping import Attribute, LogFields
+from tetrapipe.sinks.otlp.peer_attributes import AttributeGroup
 
 _VARINTS = [bytes([n]) if n < 0x80 else bytes([(n & 0x7F) | 0x80, n >> 7]) for n in range(1 << 14)]
 _HEADER_TABLE = 512  # string lengths whose KeyValue headers are precomputed (longer ones: built each time)
 _FIELD_MEMO = 4096
-_GROUP_MEMO = 1 << 16
 _pack_fixed64 = struct.Struct("<Q").pack
 _pack_double = struct.Struct("<d").pack
 
@@ -66,24 +66,6 @@ class _Tables(dict[str, list[Any]]):
         return table
 
 
-class _Groups:
-    """Encoded bytes of shared attribute groups, by identity (see the module docstring)."""
-
-    def __init__(self, encode: Any) -> None:
-        self._encode = encode
-        self._memo: dict[int, tuple[Sequence[Attribute], bytes]] = {}
-
-    def of(self, group: Sequence[Attribute]) -> bytes:
-        hit = self._memo.get(id(group))
-        if hit is not None and hit[0] is group:
-            return hit[1]
-        encoded: bytes = self._encode(group)
-        if len(self._memo) >= _GROUP_MEMO:
-            self._memo.clear()
-        self._memo[id(group)] = (group, encoded)
-        return encoded
-
-
 def _ld(tag: int, payload: bytes) -> bytes:
     """A length-delimited field: tag byte, length, payload."""
     return bytes([tag]) + varint(len(payload)) + payload
@@ -102,7 +84,6 @@ class ProtobufEncoder:
         self._names: dict[str, bytes] = {}
         self._headers: dict[int, _Tables] = {0x32: _Tables(), 0x0A: _Tables()}
         self._fields: dict[Any, bytes] = {}
-        self._groups = _Groups(lambda group: b"".join(self.attributes(group, 0x32)))
 
     def _key(self, key: str) -> bytes:
         prefix = self._keys.get(key)
@@ -214,7 +195,10 @@ class ProtobufEncoder:
             parts += (b"\x2a", varint(len(value)), value)
         self.attributes(f.attributes, 0x32, parts)
         for group in f.shared:
-            parts.append(self._groups.of(group))
+            encoded = group.protobuf
+            if encoded is None:
+                encoded = group.protobuf = b"".join(self.attributes(group.attributes, 0x32))
+            parts.append(encoded)
         parts.append(name)
         return b"".join(parts)
 
@@ -266,7 +250,6 @@ class JsonEncoder:
         self._keys: dict[str, bytes] = {}
         self._sev: dict[tuple[int, str], bytes] = {}
         self._names: dict[str, bytes] = {}
-        self._groups = _Groups(self.attributes)
 
     def _key(self, key: str) -> bytes:
         prefix = self._keys.get(key)
@@ -299,6 +282,12 @@ class JsonEncoder:
         key, anyv = self._key, self.any_value
         return b",".join([key(name) + anyv(value) + b"}" for name, value in attrs])
 
+    def _group(self, group: AttributeGroup) -> bytes:
+        encoded = group.json
+        if encoded is None:
+            encoded = group.json = self.attributes(group.attributes)
+        return encoded
+
     def record(self, f: LogFields) -> bytes:
         sev = self._sev.get((f.severity, f.severity_text))
         if sev is None:
@@ -315,7 +304,7 @@ class JsonEncoder:
             parts += (b',"body":', self.any_value(body), b',"attributes":[')
         if f.shared:
             chunks = [self.attributes(f.attributes)] if f.attributes else []
-            chunks += [self._groups.of(group) for group in f.shared if group]
+            chunks += [self._group(group) for group in f.shared if group.attributes]
             parts.append(b",".join(chunks))
         else:
             parts.append(self.attributes(f.attributes))

@@ -22,7 +22,7 @@ from typing import Any
 
 from tetrapipe.event.envelope import Envelope
 from tetrapipe.formats.base import Format
-from tetrapipe.sinks.otlp.peer_attributes import PeerAttributes
+from tetrapipe.sinks.otlp.peer_attributes import AttributeGroup, PeerAttributes
 
 # OTLP SeverityNumber values (logs data model) for the texts users may configure.
 SEVERITIES: dict[str, int] = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "ERROR": 17, "FATAL": 21}
@@ -36,7 +36,7 @@ Attribute = tuple[str, AttrValue]
 class LogFields:
     """One LogRecord, protocol-neutral.  `body` is the output-contract JSON (bytes) or a decoded map.
 
-    `shared`: more attributes, in groups that many records share (the same tuple object each time,
+    `shared`: more attributes, in groups that many records share (the same `AttributeGroup` each time,
     e.g. a peer's): encoders encode each group once and reuse the bytes.  `all_attributes()` is both.
     """
 
@@ -44,7 +44,7 @@ class LogFields:
                  "shared")
 
     def __init__(self, time_ns: int, observed_ns: int, severity: int, severity_text: str, event_name: str,
-                 body: Any, attributes: list[Attribute], shared: tuple[tuple[Attribute, ...], ...] = ()) -> None:
+                 body: Any, attributes: list[Attribute], shared: tuple[AttributeGroup, ...] = ()) -> None:
         self.time_ns = time_ns
         self.observed_ns = observed_ns
         self.severity = severity
@@ -55,7 +55,7 @@ class LogFields:
         self.shared = shared
 
     def all_attributes(self) -> list[Attribute]:
-        return [*self.attributes, *(a for group in self.shared for a in group)]
+        return [*self.attributes, *(a for group in self.shared for a in group.attributes)]
 
 
 class Severity:
@@ -299,7 +299,7 @@ class LogMapper:
             attrs.append(("tetrapipe.categories", tags.categories))
             attrs.append(("tetrapipe.groups", tags.groups))
         self._network_attributes(attrs, decoded.egress, body)
-        shared: tuple[tuple[Attribute, ...], ...] = ()
+        shared: tuple[AttributeGroup, ...] = ()
         if decoded.peer is not None:
             shared = (self._peer.of(decoded.peer),)
         if decoded.source_peer is not None:

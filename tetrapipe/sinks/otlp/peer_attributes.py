@@ -11,7 +11,8 @@ Kubernetes conventions are about the entity that emits, and the record has one o
 not a name found by a reverse lookup — and `network.peer.address` already carries that address;
 a name found in the Kubernetes API is such a lookup.  So the peer keeps the output contract's own names,
 one prefix for both the JSON body and the attributes.  Built once per peer object (peers are
-shared, read-only dicts) and appended as a tuple.
+shared, read-only dicts) as an `AttributeGroup`, which the encoders encode once (they keep their
+bytes on it): a peer costs a record one memo lookup and one append.
 """
 
 from __future__ import annotations
@@ -21,6 +22,18 @@ from typing import Any
 AttrValue = str | int | bool | float | tuple[str, ...]
 Attribute = tuple[str, AttrValue]
 _MEMO_LIMIT = 1 << 16
+
+
+class AttributeGroup:
+    """Attributes that many records share (`LogFields.shared`); each encoder keeps its encoding here, made
+    once (the encoding depends only on the attributes)."""
+
+    __slots__ = ("attributes", "protobuf", "json")
+
+    def __init__(self, attributes: tuple[Attribute, ...]) -> None:
+        self.attributes = attributes
+        self.protobuf: bytes | None = None
+        self.json: bytes | None = None
 
 
 def peer_attributes(peer: dict[str, Any], prefix: str) -> tuple[Attribute, ...]:
@@ -42,13 +55,13 @@ class PeerAttributes:
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
-        self._memo: dict[int, tuple[dict[str, Any], tuple[Attribute, ...]]] = {}
+        self._memo: dict[int, tuple[dict[str, Any], AttributeGroup]] = {}
 
-    def of(self, peer: dict[str, Any]) -> tuple[Attribute, ...]:
+    def of(self, peer: dict[str, Any]) -> AttributeGroup:
         hit = self._memo.get(id(peer))
         if hit is not None and hit[0] is peer:
             return hit[1]
-        attrs = peer_attributes(peer, self.prefix)
+        attrs = AttributeGroup(peer_attributes(peer, self.prefix))
         if len(self._memo) >= _MEMO_LIMIT:
             self._memo.clear()
         self._memo[id(peer)] = (peer, attrs)
