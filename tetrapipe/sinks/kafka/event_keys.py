@@ -40,7 +40,7 @@ EVENT_FIELDS = frozenset((*PEER_FIELDS, *OCSF_FIELDS, *ECS_FIELDS))
 PEER_KINDS = ("pod", "service", "node", "apiserver", "static")
 HEADER_PEER = "tetrapipe-peer"
 HEADER_PEER_WORKLOAD = "tetrapipe-peer-workload"
-_MEMO_LIMIT = 1 << 16
+_MEMO_LIMIT = 1 << 14  # peers; cleared when full (a memoised stale peer stays alive until then)
 
 Headers = list[tuple[str, bytes]]
 

@@ -21,7 +21,7 @@ from typing import Any
 
 AttrValue = str | int | bool | float | tuple[str, ...]
 Attribute = tuple[str, AttrValue]
-_MEMO_LIMIT = 1 << 16
+_MEMO_LIMIT = 1 << 14  # peers; cleared when full (a memoised stale peer stays alive until then)
 
 
 class AttributeGroup:
