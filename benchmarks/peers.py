@@ -2,6 +2,7 @@
 
 Usage:  .venv/bin/python benchmarks/peers.py [--pods 10000] [--services 1000] [--lookups 200000] [--rounds 5]
         .venv/bin/python benchmarks/peers.py --memory --pods 100000 --services 10000
+        .venv/bin/python benchmarks/peers.py --sinks [--events 40000] [--rounds 7]   # benchmarks/peer_sinks.py
 
 Lookup: an index of N pods (Deployments of 10 pods, 3 labels + pod-template-hash, owner references, two IPs
 for 1 pod in 10), M services (each with an EndpointSlice of its workload's pods), 1 node per 100 pods, and
@@ -214,7 +215,15 @@ def main() -> int:
     ap.add_argument("--lookups", type=int, default=200_000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--memory", action="store_true", help="measure the index's memory instead of lookups")
-    args = ap.parse_args()
+    ap.add_argument("--sinks", action="store_true", help="the peer's cost in the Kafka and OTLP sinks "
+                                                         "(benchmarks/peer_sinks.py; its own flags follow)")
+    args, rest = ap.parse_known_args()
+    if args.sinks:
+        from peer_sinks import main as sinks_main  # benchmarks/ is on sys.path when run as a script
+
+        return sinks_main(rest + (["--rounds", str(args.rounds)] if "--rounds" in sys.argv else []))
+    if rest:
+        ap.error(f"unrecognized arguments: {' '.join(rest)}")
     (bench_memory if args.memory else bench_lookup)(args)
     return 0
 

@@ -113,6 +113,12 @@ def expected_attributes(env: Envelope) -> dict[str, Any]:
         put("network.peer.address", body["destination_ip"])
         put("network.peer.port", body["destination_port"])
         put("network.transport", body["protocol"].lower())
+    for side in ("peer", "source"):  # tetrapipe.peer / tetrapipe.source, flattened under their JSON path
+        for key, value in (tp.get(side) or {}).items():
+            if key == "labels":
+                want.update({f"tetrapipe.{side}.labels.{k}": v for k, v in value.items()})
+            else:
+                put(f"tetrapipe.{side}.{key}", value)
     return want
 
 

@@ -31,7 +31,8 @@ class TopicSettings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tr
 class KafkaSinkConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """Routed output (config key `kafka.sink`); env KAFKA_OUT_TEMPLATE, KAFKA_DEFAULT_TOPIC."""
 
-    topic_template: str = "tetragon.{group}.{category}"  # fields: {category}, {group}, {event_type}
+    topic_template: str = "tetragon.{group}.{category}"  # fields: tetrapipe.sinks.kafka.routing
+    peer_namespaces: list[str] = []  # with {peer_namespace}: the peer namespaces that get a topic
     default_topic: str | None = None  # untagged events; none: dropped (and counted)
     multi_category: MultiCategory = "all"  # an event with several categories: to each topic, or the first
     key: KeyStrategy = "source"  # source | node | pod | exec_id | none

@@ -1,14 +1,18 @@
 """Where each event goes in Kafka: destination topics, message key and headers — pure, no I/O.
 
 Topics: `topic_template` is rendered with `{category}`, `{group}` and
-`{event_type}` for each of the event's categories (`multi_category: all`, the
+`{event_type}` (and the per-event fields of tetrapipe.sinks.kafka.event_keys:
+`{peer_namespace}`, `{peer_kind}`, `{ocsf_class}`, `{ocsf_class_uid}`,
+`{ocsf_category}`, `{ecs_category}`, `{ecs_dataset}`) for each of the event's categories (`multi_category: all`, the
 default) or only for its first in id order (`first`); duplicates collapse, so
 `tetragon.{group}` sends an event once per group.  An untagged event goes to
 `default_topic`, or is dropped when none is set — counted either way by the
 sink.  An event whose type is not one Tetragon defines, with a template that
 names `{event_type}`, also goes to the default topic: every destination topic
 is known at startup, so it can be created (or found missing) before the first
-event rather than at the first unlucky one.
+event rather than at the first unlucky one.  For the same reason an event without
+a value for a per-event field the template names (no peer, a peer namespace not in
+`peer_namespaces`, …; see event_keys) goes to the default topic, or is dropped.
 
 Keys (`key`): `source` keeps the input message's key; `node` is the event's
 `node_name`; `pod` is `namespace/name` of the process's pod; `exec_id` is the
@@ -17,8 +21,10 @@ process's exec_id (all events of one process, in order, in one partition);
 source key is used.
 
 Headers: the input message's headers are kept, then `tetrapipe-categories`
-(comma-separated ids, empty when untagged), `tetragon-event-type` and, for
-events with a classified destination, `tetrapipe-zone`.
+(comma-separated ids, empty when untagged), `tetragon-event-type`, for
+events with a classified destination, `tetrapipe-zone`, and for those whose
+destination the peer resolver named, `tetrapipe-peer: <kind>/<namespace>/<name>`
+and `tetrapipe-peer-workload: <workload_kind>/<workload>` (event_keys).
 """
 
 from __future__ import annotations
@@ -29,16 +35,24 @@ from typing import Any, Literal
 
 from tetrapipe.event.envelope import Envelope
 from tetrapipe.event.model import KNOWN_TYPES
+from tetrapipe.sinks.kafka.event_keys import (
+    EVENT_FIELDS,
+    HEADER_PEER,
+    HEADER_PEER_WORKLOAD,
+    EventKeyError,
+    EventKeys,
+    PeerHeaders,
+)
 
 KeyStrategy = Literal["source", "node", "pod", "exec_id", "none"]
 MultiCategory = Literal["all", "first"]
 Headers = list[tuple[str, bytes]]
 
-TEMPLATE_FIELDS = frozenset({"category", "group", "event_type"})
+TEMPLATE_FIELDS = frozenset({"category", "group", "event_type"}) | EVENT_FIELDS
 HEADER_CATEGORIES = "tetrapipe-categories"
 HEADER_ZONE = "tetrapipe-zone"
 HEADER_EVENT_TYPE = "tetragon-event-type"
-_OURS = frozenset({HEADER_CATEGORIES, HEADER_ZONE, HEADER_EVENT_TYPE})
+_OURS = frozenset({HEADER_CATEGORIES, HEADER_ZONE, HEADER_EVENT_TYPE, HEADER_PEER, HEADER_PEER_WORKLOAD})
 _TOPIC_CHARS = frozenset(string.ascii_letters + string.digits + "._-")
 
 ROUTED, DEFAULT, DROPPED = "routed", "default", "dropped"
@@ -57,7 +71,7 @@ def template_fields(template: str) -> frozenset[str]:
     unknown = fields - TEMPLATE_FIELDS
     if unknown:
         raise RoutingError(f"topic template {template!r}: unknown field(s) {', '.join(sorted(unknown))}; "
-                           f"use {{category}}, {{group}} or {{event_type}}")
+                           f"use {', '.join('{' + f + '}' for f in sorted(TEMPLATE_FIELDS))}")
     return fields
 
 
@@ -84,46 +98,63 @@ class Router:
 
     def __init__(self, template: str, groups: Mapping[str, str], *, multi_category: MultiCategory = "all",
                  default_topic: str | None = None, key: KeyStrategy = "source",
-                 event_types: Iterable[str] = KNOWN_TYPES) -> None:
+                 event_types: Iterable[str] = KNOWN_TYPES, peer_namespaces: Iterable[str] = (),
+                 record_format: str = "tetrapipe") -> None:
         self.template = template
         self.fields = template_fields(template)
+        try:
+            self.event_keys = EventKeys(self.fields & EVENT_FIELDS, peer_namespaces=peer_namespaces, fmt=record_format)
+        except EventKeyError as exc:
+            raise RoutingError(f"topic template {template!r}: {exc}") from None
+        # the sink renders the record first and passes it to route() when a field comes from it ({ocsf_class}, …)
+        self.needs_record = self.event_keys.needs_record
+        self._peer_headers = PeerHeaders()
         self.groups = dict(groups)
         self.multi_category = multi_category
         self.default_topic = check_topic(default_topic) if default_topic else None
         self.key_strategy = key
         self.event_types = tuple(event_types)
-        self._routes: dict[tuple[tuple[str, ...], str], Route] = {}
+        self._routes: dict[tuple[tuple[str, ...], str, tuple[str, ...] | None], Route] = {}
         self._zones: dict[str, tuple[str, bytes]] = {}
         for topic in self.topics():
             check_topic(topic)
 
-    def _render(self, category: str, etype: str) -> str:
-        return self.template.format(category=category, group=self.groups.get(category, "other"), event_type=etype)
+    def _render(self, category: str, etype: str, extra: tuple[str, ...] = ()) -> str:
+        more = dict(zip(self.event_keys.names, extra, strict=True)) if extra else {}
+        return self.template.format(category=category, group=self.groups.get(category, "other"), event_type=etype,
+                                    **more)
 
     def topics(self) -> list[str]:
         """Every topic an event can be sent to (sorted): what startup creates or checks."""
         types = self.event_types if "event_type" in self.fields else self.event_types[:1]
-        names = {self._render(c, t) for c in self.groups for t in types}
+        names_of = self.event_keys.names
+        extras = [tuple(c[n] for n in names_of) for c in self.event_keys.possible()] if names_of else [()]
+        names = {self._render(c, t, x) for c in self.groups for t in types for x in extras}
         if self.default_topic:
             names.add(self.default_topic)
         return sorted(names)
 
-    def route(self, env: Envelope) -> Route:
-        """The topics, outcome and shape headers for a decoded envelope."""
+    def route(self, env: Envelope, record: bytes | None = None) -> Route:
+        """The topics, outcome and shape headers for a decoded envelope (`record`: its value, when
+        `needs_record`)."""
         categories = env.tags.categories
         etype = env.decoded.etype if env.decoded is not None else ""
-        route = self._routes.get((categories, etype))
+        # () = no per-event field in the template; None = one the event has no routable value for
+        extra = self.event_keys.values(env, record) if self.event_keys.names else ()
+        key = (categories, etype, extra)
+        route = self._routes.get(key)
         if route is None:
-            route = self._routes[(categories, etype)] = self._compute(categories, etype)
+            route = self._routes[key] = self._compute(categories, etype, extra)
         return route
 
-    def _compute(self, categories: tuple[str, ...], etype: str) -> Route:
+    def _compute(self, categories: tuple[str, ...], etype: str, extra: tuple[str, ...] | None) -> Route:
         headers: Headers = [(HEADER_CATEGORIES, ",".join(categories).encode()),
                             (HEADER_EVENT_TYPE, etype.encode())]
-        routable = "event_type" not in self.fields or etype in self.event_types
+        routable = ("event_type" not in self.fields or etype in self.event_types) and extra is not None
         if categories and routable:
+            assert extra is not None
             chosen = categories if self.multi_category == "all" else categories[:1]
-            topics = tuple(dict.fromkeys(self._render(c, etype) for c in chosen))
+            topics = tuple(dict.fromkeys(self._render(c, etype, extra) for c in chosen))
             return Route(topics, ROUTED, headers)
         if self.default_topic:
             return Route((self.default_topic,), DEFAULT, headers)
@@ -138,12 +169,16 @@ class Router:
             headers.extend(route.headers)
         else:
             headers = list(route.headers)
-        egress = env.decoded.egress if env.decoded is not None else None
+        decoded = env.decoded
+        egress = decoded.egress if decoded is not None else None
         if egress is not None:
             zone = self._zones.get(egress.zone)
             if zone is None:
                 zone = self._zones[egress.zone] = (HEADER_ZONE, egress.zone.encode())
             headers.append(zone)
+            peer = decoded.peer  # type: ignore[union-attr]
+            if peer is not None:
+                headers.extend(self._peer_headers.of(peer))
         return headers
 
     def key(self, env: Envelope) -> bytes | None:

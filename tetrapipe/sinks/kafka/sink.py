@@ -119,7 +119,8 @@ class KafkaSink:
         self.selection = SELECT_ALL  # routing, not selection, decides what goes where
         self.config = config
         self.router = Router(config.topic_template, groups, multi_category=config.multi_category,
-                             default_topic=config.default_topic, key=config.key)
+                             default_topic=config.default_topic, key=config.key,
+                             peer_namespaces=config.peer_namespaces, record_format=config.format)
         self._connection = connection
         self._client: _Producer | None = None
         self._hashes: dict[bytes, int] = {}
@@ -170,13 +171,16 @@ class KafkaSink:
         oversized: list[tuple[Envelope, int]] = []
         limit = self.config.max_request_size
         fmt = self.format
+        needs_record = self.router.needs_record  # the template names a field of the record ({ocsf_class}, …)
         try:
             for env in envelopes:
-                route = route_of(env)
+                value = fmt.record(env) if needs_record and fmt is not None else None
+                route = route_of(env, value)
                 if not route.topics:
                     shapes[route] += 1
                     continue
-                value = env.out if fmt is None else fmt.record(env)
+                if value is None:
+                    value = env.out if fmt is None else fmt.record(env)
                 if value is None:
                     self.no_record += 1
                     continue

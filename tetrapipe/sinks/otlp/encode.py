@@ -13,6 +13,9 @@ stable (opentelemetry-proto logs/v1, common/v1, resource/v1), so records are
 assembled from precomputed byte fragments; the tests decode every output with
 the official classes and compare field by field.
 
+Attribute groups that records share (`LogFields.shared`, e.g. a peer's) are encoded once per group
+object; the bytes are kept on the group (`AttributeGroup.protobuf` / `.json`).
+
 Field numbers used (opentelemetry-proto v1):
   ExportLogsServiceRequest.resource_logs=1; ResourceLogs.resource=1, scope_logs=2;
   Resource.attributes=1; ScopeLogs.scope=1, log_records=2; InstrumentationScope.name=1, version=2;
@@ -31,6 +34,7 @@ from typing import Any
 import msgspec
 
 from tetrapipe.sinks.otlp.mapping import Attribute, LogFields
+from tetrapipe.sinks.otlp.peer_attributes import AttributeGroup
 
 _VARINTS = [bytes([n]) if n < 0x80 else bytes([(n & 0x7F) | 0x80, n >> 7]) for n in range(1 << 14)]
 _HEADER_TABLE = 512  # string lengths whose KeyValue headers are precomputed (longer ones: built each time)
@@ -190,6 +194,11 @@ class ProtobufEncoder:
             value = self.any_value(body)
             parts += (b"\x2a", varint(len(value)), value)
         self.attributes(f.attributes, 0x32, parts)
+        for group in f.shared:
+            encoded = group.protobuf
+            if encoded is None:
+                encoded = group.protobuf = b"".join(self.attributes(group.attributes, 0x32))
+            parts.append(encoded)
         parts.append(name)
         return b"".join(parts)
 
@@ -273,6 +282,12 @@ class JsonEncoder:
         key, anyv = self._key, self.any_value
         return b",".join([key(name) + anyv(value) + b"}" for name, value in attrs])
 
+    def _group(self, group: AttributeGroup) -> bytes:
+        encoded = group.json
+        if encoded is None:
+            encoded = group.json = self.attributes(group.attributes)
+        return encoded
+
     def record(self, f: LogFields) -> bytes:
         sev = self._sev.get((f.severity, f.severity_text))
         if sev is None:
@@ -287,7 +302,12 @@ class JsonEncoder:
             parts += (b',"body":{"stringValue":', _json.encode(body.decode()), b'},"attributes":[')
         else:
             parts += (b',"body":', self.any_value(body), b',"attributes":[')
-        parts.append(self.attributes(f.attributes))
+        if f.shared:
+            chunks = [self.attributes(f.attributes)] if f.attributes else []
+            chunks += [self._group(group) for group in f.shared if group.attributes]
+            parts.append(b",".join(chunks))
+        else:
+            parts.append(self.attributes(f.attributes))
         parts.append(name)
         return b"".join(parts)
 

@@ -11,6 +11,8 @@ read straight from the typed model (`tetrapipe.event.model`) when the event fit 
 and from the plain dicts otherwise; anything derived from a small set of
 values (severity per category set, image name/tag split, container id
 prefix) is memoised in bounded dicts.
+
+Peer attributes: tetrapipe.sinks.otlp.peer_attributes.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from tetrapipe.event.envelope import Envelope
 from tetrapipe.formats.base import Format
+from tetrapipe.sinks.otlp.peer_attributes import AttributeGroup, PeerAttributes
 
 # OTLP SeverityNumber values (logs data model) for the texts users may configure.
 SEVERITIES: dict[str, int] = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "ERROR": 17, "FATAL": 21}
@@ -31,12 +34,17 @@ Attribute = tuple[str, AttrValue]
 
 
 class LogFields:
-    """One LogRecord, protocol-neutral.  `body` is the output-contract JSON (bytes) or a decoded map."""
+    """One LogRecord, protocol-neutral.  `body` is the output-contract JSON (bytes) or a decoded map.
 
-    __slots__ = ("time_ns", "observed_ns", "severity", "severity_text", "event_name", "body", "attributes")
+    `shared`: more attributes, in groups that many records share (the same `AttributeGroup` each time,
+    e.g. a peer's): encoders encode each group once and reuse the bytes.  `all_attributes()` is both.
+    """
+
+    __slots__ = ("time_ns", "observed_ns", "severity", "severity_text", "event_name", "body", "attributes",
+                 "shared")
 
     def __init__(self, time_ns: int, observed_ns: int, severity: int, severity_text: str, event_name: str,
-                 body: Any, attributes: list[Attribute]) -> None:
+                 body: Any, attributes: list[Attribute], shared: tuple[AttributeGroup, ...] = ()) -> None:
         self.time_ns = time_ns
         self.observed_ns = observed_ns
         self.severity = severity
@@ -44,6 +52,10 @@ class LogFields:
         self.event_name = event_name
         self.body = body
         self.attributes = attributes
+        self.shared = shared
+
+    def all_attributes(self) -> list[Attribute]:
+        return [*self.attributes, *(a for group in self.shared for a in group.attributes)]
 
 
 class Severity:
@@ -262,6 +274,7 @@ class LogMapper:
         self.body_mode = body_mode
         self.format = fmt  # None: the output contract (what the processor rendered); else its record, as a string
         self._event_names: dict[str, str] = {}
+        self._peer, self._source = PeerAttributes("tetrapipe.peer."), PeerAttributes("tetrapipe.source.")
 
     def resource_key(self, env: Envelope) -> tuple[str | None, str | None]:
         """(node_name, cluster_name): records sharing it share one ResourceLogs."""
@@ -286,6 +299,11 @@ class LogMapper:
             attrs.append(("tetrapipe.categories", tags.categories))
             attrs.append(("tetrapipe.groups", tags.groups))
         self._network_attributes(attrs, decoded.egress, body)
+        shared: tuple[AttributeGroup, ...] = ()
+        if decoded.peer is not None:
+            shared = (self._peer.of(decoded.peer),)
+        if decoded.source_peer is not None:
+            shared += (self._source.of(decoded.source_peer),)
         severity, severity_text = self.severity.of(tags.categories, tags.groups)
         name = self._event_names.get(etype)
         if name is None:
@@ -295,7 +313,8 @@ class LogMapper:
             out = self.format.record(env) or b""
         else:
             out = env.out if self.body_mode == "string" else _map_body(env)
-        return LogFields(parse_time(_get(root, "time")), env.received_ns, severity, severity_text, name, out, attrs)
+        return LogFields(parse_time(_get(root, "time")), env.received_ns, severity, severity_text, name, out, attrs,
+                         shared)
 
     @staticmethod
     def _body_attributes(out: list[Attribute], body: Any, proc: Any) -> None:
