@@ -31,6 +31,7 @@ from test_kafka_helpers import SEQ, all_committed, header, produce, wait_until, 
 from test_kafka_worker import PARTITIONS, Worker, _true, worker_args
 
 from tests.support.synth import generate
+
 TETRAPIPE = [sys.executable, "-m", "tetrapipe.cli.main", "run"]
 
 pytestmark = pytest.mark.integration
