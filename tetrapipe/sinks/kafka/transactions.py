@@ -157,6 +157,7 @@ class Transactions:
         self._users = 0
         self._attempt: Attempt | None = None
         self.committed = self.aborted = 0  # transactions (for tests and telemetry)
+        self.committed_records = 0  # input records whose transaction committed
 
     # -- lifecycle: the sink and the dead letter attach; the last to close stops the producer -----
     async def attach(self, name: str, topics: Sequence[str], create: bool, partitions: int,
@@ -246,6 +247,7 @@ class Transactions:
             attempt.error = sink_error(exc, "committing the transaction failed")
             return False
         self.committed += 1
+        self.committed_records += sum(len(batch.envelopes) for batch in chunk)
         return True
 
     async def _redo(self, failed: Attempt, tries: int, deadline: float | None) -> Attempt:
