@@ -123,6 +123,9 @@ async def tetrapipe(opts: dict[str, Any]) -> dict[str, float]:
     pipeline.request_stop()
     await task
     events = transaction.committed_records if transaction is not None else sink.routed + sink.defaulted
+    if not last:  # the run ended before relaying everything: no rate to report
+        raise SystemExit(f"the pipeline ended (exit code {pipeline.exit_code}) after {events} of {opts['events']} "
+                         "events")
     return {"events": events, "seconds": last - first, "cpu": cpu1 - cpu0}
 
 

@@ -75,10 +75,14 @@ class Owner:
 
     def __init__(self, owned: set[tuple[str, int]]) -> None:
         self.owned = owned
+        self.revoked: dict[tuple[str, int], float] = {}
         self.ownership_lock = asyncio.Lock()
 
     def owns(self, partition: tuple[str, int]) -> bool:
         return partition in self.owned
+
+    def revoked_at(self, partition: tuple[str, int]) -> float:
+        return self.revoked.get(partition, float("-inf"))
 
     def transaction_offsets(self, position: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
         return {tp: o for tp, o in position.items() if tp in self.owned}
@@ -173,10 +177,30 @@ async def test_a_revoked_partition_leaves_the_transaction_records_and_offsets() 
         async def deliver(self, group: list[Batch]) -> None:
             await super().deliver(group)
             owner.owned.discard(("in", 1))  # a rebalance gave partition 1 up while the transaction was open
+            owner.revoked[("in", 1)] = time.monotonic()
 
     await transactions.run([batch(0, 0, 2), batch(1, 0, 2)], Revoking([sink]))
     assert [outcome for outcome, _, _ in producer.done] == ["aborted", "committed"]
     _, records, offsets = producer.done[-1]
+    assert sorted(p for _, p in records) == [("in", 0, 0), ("in", 0, 1)]
+    assert offsets == {TopicPartition("in", 0): 2}
+
+
+async def test_a_batch_read_before_its_partition_was_given_up_and_got_back_is_not_written() -> None:
+    """Abandoned by a revocation that timed out; the partition came back: it is being refetched, not redone."""
+    transactions, producer, sink, owner = setup()
+    stale, fresh = batch(1, 0, 2), batch(0, 0, 2)
+    stale.read_at = fresh.read_at = time.monotonic()
+    stale.good, fresh.good = list(stale.envelopes), list(fresh.envelopes)
+    owner.revoked[("in", 1)] = time.monotonic()  # given up, then assigned again (still in `owned`)
+
+    class Good(Delivery):
+        async def deliver(self, group: list[Batch]) -> None:
+            await asyncio.gather(*(s.write([e for b in group for e in b.good]) for s in self.sinks))
+
+    await transactions.run([stale, fresh], Good([sink]))
+    [(outcome, records, offsets)] = producer.done
+    assert outcome == "committed"
     assert sorted(p for _, p in records) == [("in", 0, 0), ("in", 0, 1)]
     assert offsets == {TopicPartition("in", 0): 2}
 

@@ -228,7 +228,7 @@ def exactly_once_options(source: Any, sinks: list[Any], dead_letter: Any, *,
     if source is not transactions.ownership:
         raise _refuse(f"the input {source.name} is not the Kafka source")
     if probe:
-        from tetrapipe.sinks.kafka.transactions import probe_transactions
+        from tetrapipe.sinks.kafka.transactional import probe_transactions
 
         why = asyncio.run(probe_transactions(transactions.options, transactions.transactional_id,
                                              transactions.probe_timeout))

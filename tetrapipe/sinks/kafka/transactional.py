@@ -5,11 +5,18 @@ Same records, same routing, same headers as `KafkaSink` / `KafkaDeadLetter`
 the one transactional producer of `Transactions`, and a write's return means
 "in the open transaction", not "acknowledged" — `Transactions.run` acknowledges
 the group by committing (see tetrapipe.sinks.kafka.transactions).
+`probe_transactions` is the startup check that the brokers grant transactions.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from tetrapipe.clients.kafka import KafkaConnection
 from tetrapipe.event.envelope import Envelope
@@ -56,3 +63,21 @@ class TransactionalDeadLetter(KafkaDeadLetter):
         if self._client is not None:
             self._client = None
             await self.transactions.release()
+
+
+async def probe_transactions(options: dict[str, Any], transactional_id: str, timeout: float) -> str | None:
+    """None when the broker grants `transactional_id` a producer id (InitProducerId); else why not."""
+    producer = AIOKafkaProducer(**{**options, "transactional_id": transactional_id, "enable_idempotence": True,
+                                   "acks": "all"})
+    try:
+        await asyncio.wait_for(producer.start(), timeout)
+        await asyncio.wait_for(producer.begin_transaction(), timeout)
+        await asyncio.wait_for(producer.abort_transaction(), timeout)
+    except TimeoutError:
+        return f"no transactional producer id within {timeout:g}s (FindCoordinator/InitProducerId unanswered)"
+    except (KafkaError, OSError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        with contextlib.suppress(TimeoutError, KafkaError, OSError):
+            await asyncio.wait_for(producer.stop(), timeout)
+    return None

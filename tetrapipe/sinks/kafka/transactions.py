@@ -94,6 +94,8 @@ class Ownership(Protocol):
 
     def owns(self, partition: tuple[str, int]) -> bool: ...
 
+    def revoked_at(self, partition: tuple[str, int]) -> float: ...  # monotonic time it was last given up
+
     def transaction_offsets(self, position: dict[TopicPartition, int]) -> dict[TopicPartition, int]: ...
 
 
@@ -132,10 +134,29 @@ class Attempt:
 
     writes: list[tuple[RawWrite, list[Envelope]]] = field(default_factory=list)
     error: SinkError | None = None
-    started: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=time.monotonic)  # the transaction's age counts from here
+    read_before: float = field(default_factory=time.monotonic)  # every record in it was read before this
 
     def partitions(self) -> set[tuple[str, int]]:
         return {e.position[:2] for _, envs in self.writes for e in envs if isinstance(e.position, tuple)}
+
+
+def drop_stale(chunk: list[Batch], ownership: Ownership) -> None:
+    """Drop from `chunk` the records of partitions given up since their batch was read.
+
+    Such a batch was abandoned by a revocation that outlasted `revoke_timeout`;
+    if the partition came back to this worker, the same records are being
+    fetched again from the committed offset — writing these too would
+    duplicate them, and committing their position would skip the refetched
+    ones.  (The committer forgot these batches, or kept them only for the
+    partitions still owned: it reads no position of theirs any more.)
+    """
+    for batch in chunk:
+        stale = {tp for tp in (batch.commit_position or {}) if ownership.revoked_at(tp) >= batch.read_at}
+        if stale:
+            batch.commit_position = {tp: o for tp, o in batch.commit_position.items() if tp not in stale}
+            batch.good = [e for e in batch.good if e.position[:2] not in stale]
+            batch.bad = [e for e in batch.bad if not isinstance(e.position, tuple) or e.position[:2] not in stale]
 
 
 class Transactions:
@@ -210,8 +231,10 @@ class Transactions:
 
     async def _transact(self, chunk: list[Batch], delivery: Delivery) -> None:
         assert self.producer is not None, "start the sinks first"
-        await self.producer.begin_transaction()
-        attempt = self._attempt = Attempt()
+        read_before = time.monotonic()
+        drop_stale(chunk, self.ownership)
+        await self._begin()
+        attempt = self._attempt = Attempt(read_before=read_before)
         try:
             await delivery.deliver(chunk)
             tries = 0
@@ -236,7 +259,7 @@ class Transactions:
             return False
         try:
             async with self.ownership.ownership_lock:  # no revocation completes between this check and the commit
-                if not all(map(self.ownership.owns, attempt.partitions())):
+                if not all(self._live(tp, attempt.read_before) for tp in attempt.partitions()):
                     attempt.error = SinkError("input partitions were revoked", retryable=True)
                     return False
                 offsets = self.ownership.transaction_offsets(group_position(chunk))
@@ -263,13 +286,13 @@ class Transactions:
             emit(None, "warning", f"kafka transaction aborted ({error}); redoing it (attempt {tries + 1})",
                  sink="kafka", attempt=tries + 1)
         await asyncio.sleep(min(5.0, self.backoff * (2 ** min(tries, 5))))
-        await self.producer.begin_transaction()
-        attempt = Attempt()
-        owns = self.ownership.owns
+        await self._begin()
+        attempt = Attempt(read_before=failed.read_before)
         token = _nested.set(True)  # the replayed writes' own nested writes are part of them
         try:
             for raw, envelopes in failed.writes:
-                kept = [e for e in envelopes if not isinstance(e.position, tuple) or owns(e.position[:2])]
+                kept = [e for e in envelopes
+                        if not isinstance(e.position, tuple) or self._live(e.position[:2], failed.read_before)]
                 attempt.writes.append((raw, kept))
                 if kept and attempt.error is None:
                     try:
@@ -279,6 +302,17 @@ class Transactions:
         finally:
             _nested.reset(token)
         return attempt
+
+    def _live(self, partition: tuple[str, int], read_before: float) -> bool:
+        """Records of `partition` read before `read_before` may still be committed: owned, never given up since."""
+        return self.ownership.owns(partition) and self.ownership.revoked_at(partition) < read_before
+
+    async def _begin(self) -> None:
+        assert self.producer is not None
+        try:
+            await self.producer.begin_transaction()
+        except KafkaError as exc:  # e.g. fenced: another worker initialised our transactional id
+            raise SinkError(f"cannot begin a Kafka transaction: {type(exc).__name__}: {exc}", retryable=False) from None
 
     async def _abort(self) -> None:
         producer = self.producer
@@ -298,21 +332,3 @@ class Transactions:
             return
         with contextlib.suppress(asyncio.CancelledError, TimeoutError, SinkError, KafkaError):
             await asyncio.wait_for(asyncio.shield(self._abort()), 1.0)
-
-
-async def probe_transactions(options: dict[str, Any], transactional_id: str, timeout: float) -> str | None:
-    """None when the broker grants `transactional_id` a producer id (InitProducerId); else why not."""
-    producer = AIOKafkaProducer(**{**options, "transactional_id": transactional_id, "enable_idempotence": True,
-                                   "acks": "all"})
-    try:
-        await asyncio.wait_for(producer.start(), timeout)
-        await asyncio.wait_for(producer.begin_transaction(), timeout)
-        await asyncio.wait_for(producer.abort_transaction(), timeout)
-    except TimeoutError:
-        return f"no transactional producer id within {timeout:g}s (FindCoordinator/InitProducerId unanswered)"
-    except (KafkaError, OSError) as exc:
-        return f"{type(exc).__name__}: {exc}"
-    finally:
-        with contextlib.suppress(TimeoutError, KafkaError, OSError):
-            await asyncio.wait_for(producer.stop(), timeout)
-    return None

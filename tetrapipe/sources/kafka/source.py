@@ -36,6 +36,8 @@ Guarantees (at-least-once):
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, TextIO
@@ -101,6 +103,7 @@ class KafkaSource:
         # is a leftover of an earlier ownership (e.g. a commit that failed during a revocation) and
         # committing it would move the group backwards over another owner's progress.
         self._resumed_at: dict[TopicPartition, int] = {}
+        self._revoked_at: dict[TopicPartition, float] = {}  # monotonic time each partition was last given up
         self.transactional = False  # exactly once: offsets are committed only inside output transactions
         self.ownership_lock = asyncio.Lock()  # held by a transaction's commit; taken to give partitions up
         self.revocations = 0  # rebalances seen (for tests and telemetry)
@@ -238,14 +241,24 @@ class KafkaSource:
         except TimeoutError:
             self._say("revocation: a transaction commit still running after revoke_timeout; giving up anyway")
             self._owned -= revoked
+            self._mark_revoked(revoked)
             return
         try:
             self._owned -= revoked
         finally:
             self.ownership_lock.release()
+        self._mark_revoked(revoked)
+
+    def _mark_revoked(self, revoked: set[TopicPartition]) -> None:
+        now = time.monotonic()
+        self._revoked_at.update(dict.fromkeys(revoked, now))
 
     def owns(self, partition: tuple[str, int]) -> bool:
         return partition in self._owned
+
+    def revoked_at(self, partition: tuple[str, int]) -> float:
+        """When `partition` was last given up (monotonic), -inf if never: records read before it are stale."""
+        return self._revoked_at.get(TopicPartition(*partition), -math.inf)
 
     def transaction_offsets(self, position: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
         """The offsets of `position` this member may commit (owned, not below its ownership's start)."""
