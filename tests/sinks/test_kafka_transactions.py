@@ -41,6 +41,7 @@ class Producer:
         self.offsets: dict[TopicPartition, int] = {}
         self.done: list[tuple[str, list[Any], dict[TopicPartition, int]]] = []
         self.fail_commit: list[Exception] = []
+        self.state = None  # aiokafka's TransactionState: only ABORTABLE_ERROR is read
         self._txn_manager = self
 
     def is_fatal_error(self) -> bool:
@@ -76,6 +77,7 @@ class Owner:
     def __init__(self, owned: set[tuple[str, int]]) -> None:
         self.owned = owned
         self.revoked: dict[tuple[str, int], float] = {}
+        self.committed: list[dict[TopicPartition, int]] = []
         self.ownership_lock = asyncio.Lock()
 
     def owns(self, partition: tuple[str, int]) -> bool:
@@ -86,6 +88,9 @@ class Owner:
 
     def transaction_offsets(self, position: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
         return {tp: o for tp, o in position.items() if tp in self.owned}
+
+    def transaction_committed(self, offsets: dict[TopicPartition, int]) -> None:
+        self.committed.append(offsets)
 
 
 class Sink:
@@ -136,13 +141,14 @@ def retryable(what: str = "broker gone") -> SinkError:
 
 
 async def test_a_group_commits_its_records_and_offsets_in_one_transaction() -> None:
-    transactions, producer, sink, _ = setup()
+    transactions, producer, sink, owner = setup()
     await transactions.run([batch(0, 0, 3), batch(1, 10, 2)], Delivery([sink]))
     [(outcome, records, offsets)] = producer.done
     assert outcome == "committed"
     assert sorted(p for _, p in records) == [("in", 0, 0), ("in", 0, 1), ("in", 0, 2), ("in", 1, 10), ("in", 1, 11)]
     assert offsets == {TopicPartition("in", 0): 3, TopicPartition("in", 1): 12}
     assert transactions.committed_records == 5
+    assert owner.committed == [offsets]  # the source's lag base
 
 
 async def test_a_failed_write_aborts_and_the_group_is_redone_without_delivering_again() -> None:

@@ -39,6 +39,12 @@ class TransactionalKafkaSink(KafkaSink):
     async def write(self, envelopes: Sequence[Envelope]) -> None:
         await self.transactions.write(envelopes, super().write)
 
+    @property
+    def counters(self) -> dict[str, int]:
+        """The sink's (records written, committed or not) plus the transactions committed and aborted."""
+        return {**super().counters, "transactions_committed": self.transactions.committed,
+                "transactions_aborted": self.transactions.aborted}
+
     async def close(self) -> None:
         if self._client is not None:
             self._client = None

@@ -65,6 +65,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
+from aiokafka.producer.transaction_manager import TransactionState
 
 from tetrapipe.clients.kafka import KafkaConnection, KafkaConnectionError
 from tetrapipe.event.envelope import Batch, Envelope
@@ -97,6 +98,8 @@ class Ownership(Protocol):
     def revoked_at(self, partition: tuple[str, int]) -> float: ...  # monotonic time it was last given up
 
     def transaction_offsets(self, position: dict[TopicPartition, int]) -> dict[TopicPartition, int]: ...
+
+    def transaction_committed(self, offsets: dict[TopicPartition, int]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -266,6 +269,7 @@ class Transactions:
                 if offsets:
                     await producer.send_offsets_to_transaction(offsets, self.group_id)
                 await producer.commit_transaction()
+                self.ownership.transaction_committed(offsets)
         except KafkaError as exc:
             attempt.error = sink_error(exc, "committing the transaction failed")
             return False
@@ -328,7 +332,10 @@ class Transactions:
     async def _abort_quietly(self) -> None:
         """Abort what is open (cancelled, or failed for good); what cannot be aborted expires on the broker."""
         producer = self.producer
-        if producer is None or not producer._txn_manager.is_in_transaction():
+        if producer is None:
+            return
+        txn = producer._txn_manager
+        if not (txn.is_in_transaction() or txn.state == TransactionState.ABORTABLE_ERROR):
             return
         with contextlib.suppress(asyncio.CancelledError, TimeoutError, SinkError, KafkaError):
-            await asyncio.wait_for(asyncio.shield(self._abort()), 1.0)
+            await asyncio.wait_for(asyncio.shield(self._abort()), 0.4)  # within the runner's CANCEL_TIMEOUT

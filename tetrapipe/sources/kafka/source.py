@@ -265,6 +265,10 @@ class KafkaSource:
         return {tp: offset for tp, offset in position.items()
                 if tp in self._owned and offset >= self._resumed_at.get(tp, offset + 1)}
 
+    def transaction_committed(self, offsets: dict[TopicPartition, int]) -> None:
+        """Offsets committed by a transaction: the new base of the consumer lag."""
+        self._lag_base.update(offsets)
+
     def _drop_ready(self, revoked: set[TopicPartition]) -> None:
         kept: deque[Batch] = deque()
         for batch in self._ready:
