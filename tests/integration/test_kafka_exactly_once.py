@@ -1,4 +1,4 @@
-"""Exactly-once mode (kafka.exactly_once) against a real broker: kills, a broker restart, a takeover, refusals.
+"""Exactly-once mode (kafka.exactly_once) against a real broker: kills, SIGTERM, a broker restart, a takeover, refusals.
 
 Inputs are produced with partition = seq % P and header `seq` (forwarded to
 every output and dead-letter record); every 499th input is not JSON (poison:
@@ -83,6 +83,17 @@ async def read_outputs(bootstrap: str, topics: list[str], isolation: str) -> lis
         raise AssertionError("read_outputs: too many polls")
 
 
+async def no_open_transaction(bootstrap: str, topics: list[str]) -> bool:
+    """True when every partition's last stable offset equals its end: no transaction is open on them."""
+    ends = {}
+    for isolation in ("read_committed", "read_uncommitted"):
+        async with AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, isolation_level=isolation) as c:
+            await c._client.force_metadata_update()  # noqa: SLF001 - test helper: refresh now
+            tps = [TopicPartition(t, p) for t in topics for p in sorted(c.partitions_for_topic(t) or ())]
+            ends[isolation] = await c.end_offsets(tps)
+    return ends["read_committed"] == ends["read_uncommitted"]
+
+
 def output_topics(prefix: str, groups: dict[str, str]) -> list[str]:
     return [f"{prefix}.{c}" for c in [*groups, "other", "dlq"]]
 
@@ -142,6 +153,40 @@ async def test_sigkill_mid_transaction_and_restart_exactly_once(kafka_broker: Br
     print(f"\nSIGKILL: {committed} committed output records; {uncommitted - committed} aborted ones in the log; "
           f"restarted worker: {second.status()}")
     assert uncommitted > committed, "no aborted records: the kill did not land inside a transaction"
+
+
+async def test_sigterm_with_a_transaction_held_past_the_grace_period_aborts_it(kafka_broker: Broker, tmp_path: Path,
+                                                                               tagger) -> None:
+    """SIGTERM: the open transaction cannot commit within --grace, so it is aborted (exit 3); a restart redoes it."""
+    needs_transactions(kafka_broker)
+    total = 8_000
+    group, prefix, raw = unique_name("g"), unique_name("out"), unique_name("in")
+    await create_topic(kafka_broker.bootstrap, raw, PARTITIONS)
+    await produce_stream(kafka_broker, raw, 0, total)
+    config = eos_config(tmp_path / "k.yaml", kafka_broker, unique_name("txn"), timeout_ms=300_000)
+    args = worker_args(kafka_broker, config, raw, group, prefix)
+    held = Worker(tmp_path, "held", [*args, "--grace", "2", "--stall-after-writes", "1"])
+    try:
+        await wait_until(lambda: _true(held.status().get("stalled", False)), 120, "the worker to hold a transaction")
+        held.signal(signal.SIGTERM)
+        assert await held.wait() == 3, held.log()  # EXIT_DRAIN_INCOMPLETE: the held group was not delivered
+    finally:
+        held.kill()
+    # Aborted by the worker itself, not left to the broker's timeout (5 minutes here): no transaction stays open.
+    topics = output_topics(prefix, tagger.groups)
+    await wait_until(lambda: no_open_transaction(kafka_broker.bootstrap, topics), 60,
+                     "the last stable offsets to reach the ends (the held transaction aborted)")
+    committed_now = await read_outputs(kafka_broker.bootstrap, topics, "read_committed")
+    assert len(await read_outputs(kafka_broker.bootstrap, topics, "read_uncommitted")) > len(committed_now)
+    again = Worker(tmp_path, "again", args)
+    try:
+        await wait_until(lambda: all_committed(kafka_broker.bootstrap, group, raw, PARTITIONS), 180,
+                         "the restarted worker to commit everything")
+        again.signal(signal.SIGTERM)
+        assert await again.wait() == 0, again.log()
+    finally:
+        again.kill()
+    await assert_exactly_once(kafka_broker, prefix, tagger.groups, total)
 
 
 async def test_broker_sigkill_and_restart_exactly_once(kafka_broker: Broker, tmp_path: Path, tagger) -> None:
