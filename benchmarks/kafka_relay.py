@@ -11,7 +11,10 @@ fresh consumer group and fresh output topics (deleted afterwards):
   - naive:     consume a batch (getmany), `send` each message (acks=all), gather the futures, commit;
                no parsing;
   - tetrapipe: the Kafka source, the full pipeline (decode, classify, tag, summaries, enrich) and the
-               routed Kafka sink (`out.{category}` + default topic), acks=all.
+               routed Kafka sink (`out.{category}` + default topic), acks=all (at-least-once);
+  - exactly-once: the same with `--kafka-exactly-once` (one transaction per delivery group, offsets
+               inside it; default transaction bounds); its "acknowledgement" is the transaction commit.
+               Only on a broker with transactions (Apache Kafka; skipped on Tansu).
 Throughput = events / (time of the last acknowledgement − time the first batch arrived), so group
 join time is excluded from both.  Prints per-round events/s, each relay's CPU time and the broker's
 (Linux /proc), the medians and the ratio.
@@ -83,7 +86,7 @@ async def tetrapipe(opts: dict[str, Any]) -> dict[str, float]:
     import msgspec
 
     from tetrapipe.cli.main import tune_gc
-    from tetrapipe.config.kafka import KafkaSection, add_kafka_arguments, build_kafka
+    from tetrapipe.config.kafka import KafkaSection, add_kafka_arguments, build_kafka, exactly_once_options
     from tetrapipe.config.root import Config, build_classifier, build_tagger
     from tetrapipe.pipeline.processor import Processor
     from tetrapipe.pipeline.runner import Pipeline
@@ -94,13 +97,15 @@ async def tetrapipe(opts: dict[str, Any]) -> dict[str, float]:
     add_kafka_arguments(flags)
     args = flags.parse_args(["--kafka-bootstrap", opts["bootstrap"], "--kafka-topic", opts["topic"],
                                 "--kafka-group", opts["prefix"], "--kafka-out-template", opts["prefix"] + ".{category}",
-                                "--kafka-default-topic", opts["prefix"] + ".other"])
+                                "--kafka-default-topic", opts["prefix"] + ".other",
+                                *(["--kafka-exactly-once"] if opts.get("exactly_once") else [])])
     sink = {"idempotence": opts["idempotence"], "compression": opts["compression"] or "none",
             "topics": {"partitions": opts["partitions"]}}
-    section = msgspec.convert({"sink": sink}, KafkaSection)
-    source, sinks, _ = build_kafka(args, section, groups=tagger.groups, environ={})
-    pipeline = Pipeline(source, processor, sinks)
+    section = msgspec.convert({"sink": sink, "transactions": {"transactional_id": opts["prefix"]}}, KafkaSection)
+    source, sinks, dead_letter = build_kafka(args, section, groups=tagger.groups, environ={})
+    pipeline = Pipeline(source, processor, sinks, **exactly_once_options(source, sinks, dead_letter, probe=False))
     sink: Any = sinks[0]
+    transaction: Any = pipeline.transaction
     tune_gc()
     task = asyncio.create_task(pipeline.run())
     first = last = cpu0 = cpu1 = 0.0
@@ -109,13 +114,19 @@ async def tetrapipe(opts: dict[str, Any]) -> dict[str, float]:
             break
         if not first and pipeline.stats.received:
             first, cpu0 = time.perf_counter(), time.process_time()
-        if sink.routed + sink.defaulted + sink.dropped_untagged >= opts["events"]:
+        done = (transaction.committed_records if transaction is not None
+                else sink.routed + sink.defaulted + sink.dropped_untagged)
+        if done >= opts["events"]:
             last, cpu1 = time.perf_counter(), time.process_time()
             break
         await asyncio.sleep(0.001)
     pipeline.request_stop()
     await task
-    return {"events": sink.routed + sink.defaulted, "seconds": last - first, "cpu": cpu1 - cpu0}
+    events = transaction.committed_records if transaction is not None else sink.routed + sink.defaulted
+    if not last:  # the run ended before relaying everything: no rate to report
+        raise SystemExit(f"the pipeline ended (exit code {pipeline.exit_code}) after {events} of {opts['events']} "
+                         "events")
+    return {"events": events, "seconds": last - first, "cpu": cpu1 - cpu0}
 
 
 async def delete_outputs(bootstrap: str, prefix: str) -> None:
@@ -159,7 +170,7 @@ def measure(args: argparse.Namespace, role: str, broker: Any, topic: str, round_
     if not args.keep_topics:
         asyncio.run(delete_outputs(broker.bootstrap, opts["prefix"]))
     rate: float = result["events"] / result["seconds"]
-    print(f"round {round_no + 1} {role:<9} {result['events']:>7.0f} events in "
+    print(f"round {round_no + 1} {role:<12} {result['events']:>7.0f} events in "
           f"{result['seconds']:6.2f}s = {rate:>9,.0f} events/s; its CPU {result['cpu']:5.2f}s, "
           f"broker CPU over the whole run {broker_cpu:5.2f}s", flush=True)
     return rate
@@ -172,8 +183,9 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument("--compression", choices=("none", "gzip", "snappy", "lz4", "zstd"), default="none",
                         help="output compression, the same for both")
-    parser.add_argument("--roles", default="naive,tetrapipe",
-                        help="which relays run in each round, in order (e.g. tetrapipe,naive to swap)")
+    parser.add_argument("--roles", default="naive,tetrapipe,exactly-once",
+                        help="which relays run in each round, in order (e.g. tetrapipe,naive to swap); "
+                             "exactly-once is left out on a broker without transactions (Tansu)")
     parser.add_argument("--broker-dir", default="/dev/shm" if os.access("/dev/shm", os.W_OK) else None,
                         help="directory for the broker's data (default: /dev/shm, a RAM disk, when writable). "
                              "On this VM's disk, Apache Kafka's throughput halved after ~200 MB had been written, "
@@ -184,32 +196,44 @@ def main() -> int:
     parser.add_argument("--opts", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role:
-        role = {"naive": naive, "tetrapipe": tetrapipe}[args.role]
-        print(json.dumps(asyncio.run(role(json.loads(args.opts)))))
+        role = {"naive": naive, "tetrapipe": tetrapipe, "exactly-once": tetrapipe}[args.role]
+        print(json.dumps(asyncio.run(role({**json.loads(args.opts), "exactly_once": args.role == "exactly-once"}))))
         return 0
 
     if args.broker_dir:
         tempfile.tempdir = args.broker_dir  # where brokers.py makes the broker's work and data directory
     broker = broker_from_env()
     broker.start()
-    rates: dict[str, list[float]] = {"naive": [], "tetrapipe": []}
+    roles = args.roles.split(",")
+    if broker.kind == "tansu" and "exactly-once" in roles:
+        print("exactly-once left out: Tansu has no transactions (TETRAPIPE_TEST_BROKER=kafka to measure it)")
+        roles.remove("exactly-once")
+    rates: dict[str, list[float]] = {role: [] for role in roles}
     try:
         topic = unique_name("bench-in")
         asyncio.run(fill(broker.bootstrap, topic, args.events, args.partitions))
         for round_no in range(args.rounds):
-            for role in args.roles.split(","):
+            for role in roles:
                 rates[role].append(measure(args, role, broker, topic, round_no))
     finally:
         broker.close()
-    if not rates["naive"] or not rates["tetrapipe"]:
+    if not rates.get("naive") or not rates.get("tetrapipe"):
         print({role: f"{statistics.median(r):,.0f}" for role, r in rates.items() if r})
+        report_exactly_once(rates)
         return 0
     naive_rate, tp_rate = statistics.median(rates["naive"]), statistics.median(rates["tetrapipe"])
     print(f"\n{broker.kind} broker (data in {args.broker_dir or tempfile.gettempdir()}), {args.events} events "
           f"of ~1.5 KB, {args.partitions} partitions, compression {args.compression}")
     print(f"median naive relay: {naive_rate:,.0f} events/s")
     print(f"median tetrapipe:   {tp_rate:,.0f} events/s   ratio tetrapipe/naive = {tp_rate / naive_rate:.2f}")
+    report_exactly_once(rates)
     return 0
+
+
+def report_exactly_once(rates: dict[str, list[float]]) -> None:
+    if rates.get("exactly-once") and rates.get("tetrapipe"):
+        eos, alo = statistics.median(rates["exactly-once"]), statistics.median(rates["tetrapipe"])
+        print(f"median exactly-once: {eos:,.0f} events/s   ratio exactly-once/at-least-once = {eos / alo:.2f}")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,12 @@ import msgspec  # noqa: E402
 import yaml  # noqa: E402
 
 from tetrapipe.cli.main import _run_with_signals  # noqa: E402
-from tetrapipe.config.kafka import KafkaSection, add_kafka_arguments, build_kafka  # noqa: E402
+from tetrapipe.config.kafka import (  # noqa: E402
+    KafkaSection,
+    add_kafka_arguments,
+    build_kafka,
+    exactly_once_options,
+)
 from tetrapipe.config.root import Config, build_classifier, build_tagger  # noqa: E402
 from tetrapipe.pipeline.processor import Processor  # noqa: E402
 from tetrapipe.pipeline.runner import Pipeline  # noqa: E402
@@ -41,6 +46,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--grace", type=float, default=30.0)
     p.add_argument("--max-in-flight", type=int, default=8)
     p.add_argument("--status", help="write a JSON status file here")
+    p.add_argument("--stall-after-writes", type=int, metavar="N",
+                   help="after N sink writes, the next write is made and then held (a stuck worker)")
+    p.add_argument("--stall-seconds", type=float, metavar="S", help="hold that write S seconds (default: forever)")
     add_kafka_arguments(p)
     return p
 
@@ -63,8 +71,31 @@ def build_pipeline(argv: list[str], **consumer_options: Any) -> Pipeline:
     assert source is not None, "the worker needs a Kafka source"
     for sink in sinks:
         sink.dead_letter = dead_letter  # as `tetrapipe run` wires it
-    return Pipeline(source, processor, sinks or [StdoutSink()], dead_letter=dead_letter, stats=Stats(),
-                    grace=args.grace, max_in_flight=args.max_in_flight)
+    outputs = sinks or [StdoutSink()]
+    if args.stall_after_writes is not None:
+        _stall_after(outputs[0], args.stall_after_writes, args.stall_seconds)
+    # The broker check of exactly-once mode is `tetrapipe run`'s (it needs its own event loop): not here.
+    return Pipeline(source, processor, outputs, dead_letter=dead_letter, stats=Stats(),
+                    grace=args.grace, max_in_flight=args.max_in_flight,
+                    **exactly_once_options(source, outputs, dead_letter, probe=False))
+
+
+def _stall_after(sink: Any, writes: int, seconds: float | None) -> None:
+    inner = sink.write
+    made = 0
+
+    async def write(envelopes: Any) -> None:
+        nonlocal made
+        made += 1
+        await inner(envelopes)
+        if made == writes + 1:
+            sink.stalled = True  # held: in exactly-once mode, the transaction stays open with these records
+            if seconds is None:
+                await asyncio.Event().wait()
+            await asyncio.sleep(seconds)
+
+    sink.write = write
+    sink.stalled = False
 
 
 def status(pipeline: Pipeline) -> dict[str, Any]:
@@ -74,7 +105,10 @@ def status(pipeline: Pipeline) -> dict[str, Any]:
             "revocations": source.revocations, "received": pipeline.stats.received,
             "routed": getattr(sink, "routed", 0), "defaulted": getattr(sink, "defaulted", 0),
             "dead_lettered": pipeline.stats.dead_lettered, "committed_batches": pipeline.committer.commits,
-            "messages": dict(getattr(sink, "messages", {}))}  # acknowledged records per output topic
+            "messages": dict(getattr(sink, "messages", {})),  # acknowledged records per output topic
+            "stalled": getattr(sink, "stalled", False),
+            "transactions": {"committed": getattr(pipeline.transaction, "committed", 0),
+                             "aborted": getattr(pipeline.transaction, "aborted", 0)}}
 
 
 def write_status(path: str, pipeline: Pipeline) -> None:

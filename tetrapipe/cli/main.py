@@ -33,7 +33,7 @@ from typing import Any, NoReturn
 from tetrapipe import __version__
 from tetrapipe.cli.config_test import add_test_parser, cmd_test
 from tetrapipe.cli.policies import add_policies_parser, cmd_policies
-from tetrapipe.config.kafka import KafkaConfigError, add_kafka_arguments, build_kafka
+from tetrapipe.config.kafka import KafkaConfigError, add_kafka_arguments, build_kafka, exactly_once_options
 from tetrapipe.config.kafka import resolve as resolve_kafka
 from tetrapipe.config.root import (
     ConfigFileError,
@@ -238,8 +238,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     peers = build_peers(args, config.peers)
     processor = Processor(tagger, loaded.classifier, LineDecoder(max_depth=max_depth),
                           peers=peers.resolver if peers is not None else None)
+    try:
+        exactly_once = exactly_once_options(source, sinks, dead_letter)  # {}: at-least-once
+    except KafkaConfigError as exc:
+        raise ConfigFileError(str(exc)) from None
     pipeline = Pipeline(source, processor, sinks, dead_letter=dead_letter, stats=stats, grace=args.grace,
-                        readiness=[peers.not_ready] if peers is not None else ())
+                        readiness=[peers.not_ready] if peers is not None else (), **exactly_once)
     reloader = Reloader(lambda: load_configuration(args), loaded, processor, stats=stats, only=args.only,
                         category_bound_outputs=category_bound,
                         peers=peers.resolver if peers is not None else None)

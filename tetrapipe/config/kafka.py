@@ -10,12 +10,21 @@ Environment (for Kubernetes deployments; see also tetrapipe.clients.kafka):
 KAFKA_BOOTSTRAP_SERVERS, KAFKA_GROUP_ID, KAFKA_TOPICS (comma-separated),
 KAFKA_TOPIC_PATTERN, KAFKA_OUT_TEMPLATE, KAFKA_DEFAULT_TOPIC, KAFKA_DLQ_TOPIC,
 and the SASL/TLS variables.
+
+Exactly once (`kafka.exactly_once: true` / `--kafka-exactly-once`): the sink
+and the dead-letter topic write inside Kafka transactions that also carry the
+consumed offsets (tetrapipe.sinks.kafka.transactions).  `exactly_once_options`
+refuses a run that cannot keep that promise — another output (stdout asked
+for with --format, OTLP, a --dead-letter FILE), a source that is not Kafka,
+or a broker without transactions — naming the reason and the alternative.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import socket
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +40,24 @@ if TYPE_CHECKING:
     from tetrapipe.sources.kafka.source import KafkaSource
 
 
+class TransactionSettings(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Exactly-once transactions (config key `kafka.transactions`); used with `kafka.exactly_once: true`."""
+
+    transactional_id: str | None = None  # default tetrapipe-<group>-<hostname>: unique per worker, stable
+    max_records: int = 20_000  # a delivery group larger than this is split into several transactions
+    max_bytes: int = 32 << 20  # input bytes per transaction, likewise
+    max_seconds: float = 30.0  # a transaction older than this when it would commit is aborted and redone
+    timeout_ms: int = 60_000  # the producer's transaction.timeout.ms (broker max: transaction.max.timeout.ms)
+    probe_timeout: float = 15.0  # seconds for the startup check that the brokers grant transactions
+
+    def validate(self) -> None:
+        if self.max_records < 1 or self.max_bytes < 1:
+            raise KafkaConfigError("kafka.transactions.max_records and max_bytes must be positive")
+        if not 0 < self.max_seconds * 1000 < self.timeout_ms <= 900_000:
+            raise KafkaConfigError("kafka.transactions: need 0 < max_seconds*1000 < timeout_ms <= 900000 "
+                                   "(the broker's default transaction.max.timeout.ms)")
+
+
 class KafkaSection(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """The `kafka:` section of the config file."""
 
@@ -38,6 +65,8 @@ class KafkaSection(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tru
     source: KafkaSourceConfig | None = None
     sink: KafkaSinkConfig | None = None
     dead_letter: KafkaDeadLetterConfig | None = None
+    exactly_once: bool = False  # Kafka → Kafka in transactions (see the module doc); at-least-once otherwise
+    transactions: TransactionSettings = msgspec.field(default_factory=TransactionSettings)
 
 
 class KafkaConfigError(ValueError):
@@ -66,6 +95,9 @@ def add_kafka_arguments(run: argparse.ArgumentParser) -> None:
                    help="do not create missing output topics: stop at startup naming them")
     g.add_argument("--kafka-no-idempotence", action="store_true",
                    help="plain acks=all producer (for brokers without idempotent-producer support)")
+    g.add_argument("--kafka-exactly-once", action="store_true",
+                   help="exactly once, Kafka to Kafka: outputs and input offsets in one transaction "
+                        "(Apache Kafka; read the outputs with isolation.level=read_committed)")
 
 
 def _env_list(value: str | None) -> list[str]:
@@ -113,7 +145,10 @@ def resolve(args: argparse.Namespace, section: KafkaSection | None,
                        else KafkaDeadLetterConfig(topic=dlq_topic))  # type: ignore[arg-type]
         if args.kafka_no_idempotence:
             dead_letter = msgspec.structs.replace(dead_letter, idempotence=False)
-    return KafkaSection(connection=connection, source=source, sink=sink, dead_letter=dead_letter)
+    exactly_once = bool(getattr(args, "kafka_exactly_once", False)) or section.exactly_once
+    section.transactions.validate()
+    return KafkaSection(connection=connection, source=source, sink=sink, dead_letter=dead_letter,
+                        exactly_once=exactly_once, transactions=section.transactions)
 
 
 def build_kafka(args: argparse.Namespace, section: KafkaSection | None, *, groups: Mapping[str, str],
@@ -131,6 +166,8 @@ def build_kafka(args: argparse.Namespace, section: KafkaSection | None, *, group
     from tetrapipe.sinks.kafka.sink import KafkaDeadLetter, KafkaSink
     from tetrapipe.sources.kafka.source import KafkaSource
 
+    if cfg.exactly_once:
+        return _build_exactly_once(cfg, groups, consumer_options)
     try:
         source = KafkaSource(cfg.connection, cfg.source, **consumer_options) if cfg.source else None
         sinks = [KafkaSink(cfg.connection, cfg.sink, dict(groups))] if cfg.sink else []
@@ -138,3 +175,66 @@ def build_kafka(args: argparse.Namespace, section: KafkaSection | None, *, group
     except (KafkaConnectionError, RoutingError) as exc:
         raise KafkaConfigError(str(exc)) from None
     return source, sinks, dead_letter
+
+
+def _refuse(reason: str) -> KafkaConfigError:
+    return KafkaConfigError(f"kafka.exactly_once (--kafka-exactly-once) cannot be kept: {reason}. Run without it "
+                            "for at-least-once delivery (the default: nothing lost, duplicates possible)")
+
+
+def _build_exactly_once(cfg: KafkaSection, groups: Mapping[str, str], consumer_options: dict[str, Any],
+                        ) -> tuple[KafkaSource, list[KafkaSink], KafkaDeadLetter | None]:
+    from tetrapipe.sinks.kafka.config import producer_options
+    from tetrapipe.sinks.kafka.transactional import TransactionalDeadLetter, TransactionalKafkaSink
+    from tetrapipe.sinks.kafka.transactions import Bounds, Transactions
+    from tetrapipe.sources.kafka.source import KafkaSource
+
+    if cfg.source is None:
+        raise _refuse("the input is not a Kafka topic (give --kafka-topic / kafka.source)")
+    if cfg.sink is None:
+        raise _refuse("the output is not Kafka (give --kafka-out-template / kafka.sink)")
+    t = cfg.transactions
+    try:
+        source = KafkaSource(cfg.connection, cfg.source, **{"isolation_level": "read_committed", **consumer_options})
+        source.transactional = True
+        options = producer_options(cfg.connection, idempotence=True, compression=cfg.sink.compression,
+                                   linger_ms=cfg.sink.linger_ms, batch_size=cfg.sink.batch_size,
+                                   max_request_size=cfg.sink.max_request_size)
+        transactional_id = t.transactional_id or f"tetrapipe-{cfg.source.group_id}-{socket.gethostname()}"
+        transactions = Transactions(cfg.connection, options, transactional_id, cfg.source.group_id, source,
+                                    bounds=Bounds(t.max_records, t.max_bytes, t.max_seconds), timeout_ms=t.timeout_ms)
+        transactions.probe_timeout = t.probe_timeout
+        sink = TransactionalKafkaSink(cfg.connection, cfg.sink, dict(groups), transactions)
+        dead_letter = (TransactionalDeadLetter(cfg.connection, cfg.dead_letter, transactions)
+                       if cfg.dead_letter else None)
+    except (KafkaConnectionError, RoutingError) as exc:
+        raise KafkaConfigError(str(exc)) from None
+    return source, [sink], dead_letter
+
+
+def exactly_once_options(source: Any, sinks: list[Any], dead_letter: Any, *,
+                         probe: bool = True) -> dict[str, Any]:
+    """The Pipeline's keyword arguments for this run: {} at-least-once; in exactly-once mode the transaction
+    step and a committer that commits nothing.  Raises KafkaConfigError for a run that cannot be exactly once
+    (another output or input alongside, or brokers without transactions — checked now when `probe`)."""
+    transactions = getattr(sinks[0], "transactions", None) if sinks else None
+    if transactions is None:
+        return {}
+    others = [s.name for s in sinks if getattr(s, "transactions", None) is not transactions]
+    if others:
+        raise _refuse(f"output(s) other than Kafka in the same run: {', '.join(others)}")
+    if dead_letter is not None and getattr(dead_letter, "transactions", None) is not transactions:
+        raise _refuse(f"the dead letter {dead_letter.name} is not a Kafka topic (use --kafka-dlq TOPIC)")
+    if source is not transactions.ownership:
+        raise _refuse(f"the input {source.name} is not the Kafka source")
+    if probe:
+        from tetrapipe.sinks.kafka.transactional import probe_transactions
+
+        why = asyncio.run(probe_transactions(transactions.options, transactions.transactional_id,
+                                             transactions.probe_timeout))
+        if why is not None:
+            raise _refuse(f"the brokers at {transactions.connection.bootstrap_servers} do not grant a "
+                          f"transactional producer ({why}); transactions need Apache Kafka (not e.g. Tansu)")
+    from tetrapipe.pipeline.commit import Committer
+
+    return {"transaction": transactions, "committer": Committer(None)}

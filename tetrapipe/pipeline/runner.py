@@ -49,7 +49,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from tetrapipe.event.envelope import Batch
 from tetrapipe.logs import emit
@@ -72,6 +72,12 @@ STOP_MARGIN = 1.5  # seconds past the grace deadline for cancelling (CANCEL_TIME
 CLOSE_SLICE = 0.05  # a start or close reached after the margin is spent still gets this long
 
 
+class GroupTransaction(Protocol):
+    """Delivers a group atomically with its input positions (Kafka exactly once); returns once committed."""
+
+    async def run(self, group: list[Batch], delivery: Delivery) -> None: ...
+
+
 class Pipeline:
     def __init__(self, source: Source, processor: Processor, sinks: Sequence[Sink], *,
                  dead_letter: DeadLetter | None = None, stats: Stats | None = None,
@@ -79,7 +85,8 @@ class Pipeline:
                  max_in_flight: int = 8, grace: float = 30.0, retry: RetryPolicy | None = None,
                  max_delivery_events: int = 4096,
                  log: TextIO | None = None,
-                 readiness: Sequence[Callable[[], str | None]] = ()) -> None:
+                 readiness: Sequence[Callable[[], str | None]] = (),
+                 transaction: GroupTransaction | None = None) -> None:
         self.source = source
         self.readiness = list(readiness)  # more checks for /readyz: each returns a reason not ready, or None
         self.processor = processor
@@ -101,6 +108,7 @@ class Pipeline:
         self._ended = False  # run() returned
         self.delivery = Delivery(self.sinks, dead_letter, self.stats, retry=retry, log=log,
                                  deadline=lambda: self._deadline, rerender=processor.rerender)
+        self.transaction = transaction  # None: deliver, then the committer commits positions (at-least-once)
         processor.dropped = self.stats.filtered_out[ALL_SINKS]  # the top-level filters count into the run's stats
         self.summaries = Summaries(processor, self.delivery)  # rate-limit/dedup summary records
         if isinstance(source, Drains):
@@ -346,7 +354,10 @@ class Pipeline:
         ended = False
         while not ended and (batch := await self._next_batch()) is not None:
             group, ended = self._coalesce(batch)
-            await self.delivery.deliver(group)
+            if self.transaction is None:
+                await self.delivery.deliver(group)
+            else:
+                await self.transaction.run(group, self.delivery)
             if self._cut_off:  # completed after the run gave up on it (a sink ignoring cancellation)
                 return
             self._acknowledge(group)

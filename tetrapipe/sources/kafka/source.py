@@ -16,6 +16,12 @@ Guarantees (at-least-once):
   is abandoned — never committed here — and redone by the next owner.  A
   fetch spans partitions: such a batch keeps its place in the commit order for
   the partitions still owned, so no later commit skips its records of those.
+- Exactly-once mode (`transactional`, set by tetrapipe.config.kafka): `commit`
+  commits nothing — offsets go into the output transactions
+  (tetrapipe.sinks.kafka.transactions), which ask `owns` and
+  `transaction_offsets` while holding `ownership_lock`; a revocation gives
+  its partitions up under that same lock, so no transaction can commit a
+  partition's offsets once it was given up.
 - Backpressure without leaving the group: aiokafka leaves the group when
   `getmany()` is not called for `max_poll_interval_ms` (its "fetcher idle
   time"), yet a full pipeline is exactly when nobody asks this source for a
@@ -30,6 +36,8 @@ Guarantees (at-least-once):
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, TextIO
@@ -95,6 +103,9 @@ class KafkaSource:
         # is a leftover of an earlier ownership (e.g. a commit that failed during a revocation) and
         # committing it would move the group backwards over another owner's progress.
         self._resumed_at: dict[TopicPartition, int] = {}
+        self._revoked_at: dict[TopicPartition, float] = {}  # monotonic time each partition was last given up
+        self.transactional = False  # exactly once: offsets are committed only inside output transactions
+        self.ownership_lock = asyncio.Lock()  # held by a transaction's commit; taken to give partitions up
         self.revocations = 0  # rebalances seen (for tests and telemetry)
         self.dropped_on_revoke = 0  # fetched records dropped before the pipeline saw them
 
@@ -218,10 +229,45 @@ class KafkaSource:
             # A fetch spans partitions: an abandoned batch keeps its place for the ones still owned.
             await self._drain(lambda batch: _touches(batch, revoked), self.config.revoke_timeout,
                               lambda batch: _without(batch, revoked))
-        self._owned -= revoked
+        await self._give_up(revoked)
         for tp in revoked:
             self._lag_base.pop(tp, None)
             self._resumed_at.pop(tp, None)
+
+    async def _give_up(self, revoked: set[TopicPartition]) -> None:
+        """Stop owning `revoked` — once no transaction is committing (bounded: the rebalance must go on)."""
+        try:
+            await asyncio.wait_for(self.ownership_lock.acquire(), self.config.revoke_timeout)
+        except TimeoutError:
+            self._say("revocation: a transaction commit still running after revoke_timeout; giving up anyway")
+            self._owned -= revoked
+            self._mark_revoked(revoked)
+            return
+        try:
+            self._owned -= revoked
+        finally:
+            self.ownership_lock.release()
+        self._mark_revoked(revoked)
+
+    def _mark_revoked(self, revoked: set[TopicPartition]) -> None:
+        now = time.monotonic()
+        self._revoked_at.update(dict.fromkeys(revoked, now))
+
+    def owns(self, partition: tuple[str, int]) -> bool:
+        return partition in self._owned
+
+    def revoked_at(self, partition: tuple[str, int]) -> float:
+        """When `partition` was last given up (monotonic), -inf if never: records read before it are stale."""
+        return self._revoked_at.get(TopicPartition(*partition), -math.inf)
+
+    def transaction_offsets(self, position: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """The offsets of `position` this member may commit (owned, not below its ownership's start)."""
+        return {tp: offset for tp, offset in position.items()
+                if tp in self._owned and offset >= self._resumed_at.get(tp, offset + 1)}
+
+    def transaction_committed(self, offsets: dict[TopicPartition, int]) -> None:
+        """Offsets committed by a transaction: the new base of the consumer lag."""
+        self._lag_base.update(offsets)
 
     def _drop_ready(self, revoked: set[TopicPartition]) -> None:
         kept: deque[Batch] = deque()
@@ -238,9 +284,9 @@ class KafkaSource:
     async def commit(self, position: Any) -> None:
         """Commit `{TopicPartition: next offset}` for the partitions still owned (see the module doc)."""
         assert self._consumer is not None
-        merged = {**self._retry_commit, **position}
-        offsets = {tp: offset for tp, offset in merged.items()
-                   if tp in self._owned and offset >= self._resumed_at.get(tp, offset + 1)}
+        if self.transactional:
+            return
+        offsets = self.transaction_offsets({**self._retry_commit, **position})
         self._retry_commit = {}
         if not offsets:
             return
