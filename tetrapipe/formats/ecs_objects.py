@@ -15,6 +15,15 @@ be: `process.executable`/`working_directory`/`pid`/`entity_id` (exec_id)/`thread
 - With Tetragon's `process_credentials` (enable-process-cred), `process.user.id` is the effective
   uid (ECS: "the effective user"), `real_user`/`saved_user` and the `group` fields the others;
   without them `process.user.id` is Tetragon's `uid`, as in the integration.
+- Peers (`tetrapipe.peer`/`.source` of the peer resolver; `orchestrator.*` describes the event's
+  own pod, so it cannot hold them): ECS has no Kubernetes fields for the other end of a
+  connection, only `destination.domain` ("a host name, a fully qualified domain name, or another
+  host naming format"): a Service (or the API server) as its cluster DNS name relative to the
+  cluster domain, `<name>.<namespace>.svc` (which resolves in every pod of the cluster, whatever
+  the cluster domain is), a node as its name (the kubelet registers the host name); a pod has no
+  DNS name of its own, so none.  `peer` goes to the remote end (`destination`, or `source` for
+  an accept), `source` to the local one.  Everything, with the namespace, workload and labels,
+  is under `tetrapipe.peer`/`tetrapipe.source`.
 """
 
 from __future__ import annotations
@@ -256,3 +265,26 @@ def network(doc: dict[str, Any], body: dict[str, Any], egress: Any, action: str)
     if net:
         doc["network"] = net
 
+
+
+def attach_peers(doc: dict[str, Any], tp: dict[str, Any], hook: Any, peer: Any, source: Any) -> None:
+    """`tetrapipe.peer`/`.source` and the endpoints' `domain` (see the module docstring)."""
+    remote, local = ("source", "destination") if hook == ("net", "accept") else ("destination", "source")
+    for key, end, who in (("peer", remote, peer), ("source", local, source)):
+        if type(who) is not dict:
+            continue
+        labels = who.get("labels")
+        tp[key] = {**who, "labels": [f"{k}:{v}" for k, v in labels.items()]} if type(labels) is dict else who
+        ep = doc.get(end) if hook is not None and hook[0] == "net" else None
+        domain = _domain(who)
+        if ep is not None and domain:
+            doc[end] = {**ep, "domain": domain}
+
+
+def _domain(who: dict[str, Any]) -> str | None:
+    name, kind, ns = who.get("name"), who.get("kind"), who.get("namespace")
+    if type(name) is not str or not name:
+        return None
+    if kind in ("service", "apiserver") and type(ns) is str and ns:
+        return f"{name}.{ns}.svc"
+    return name if kind == "node" else None
