@@ -247,4 +247,7 @@ def first_arg(body: dict[str, Any], index: int, kind: str) -> Any:
 
 def hook_details(body: dict[str, Any]) -> dict[str, Any]:
     """The event body without its process and parent: the hook-specific fields Tetragon sent, verbatim."""
-    return {k: v for k, v in body.items() if k != "process" and k != "parent"}
+    out = body.copy()
+    out.pop("process", None)
+    out.pop("parent", None)
+    return out

@@ -233,10 +233,11 @@ def _labels(categories: tuple[str, ...], groups: tuple[str, ...], egress: Any) -
 
 
 def _tetragon(event: dict[str, Any], etype: str, body: dict[str, Any], proc: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"event_type": etype}
-    for k, v in body.items():
-        if k != "process" and k != "parent":
-            out[k] = v
+    out: dict[str, Any] = {"event_type": etype, **body}  # one copy in C; then without process and parent
+    if "process" in body:
+        del out["process"]
+    if "parent" in body:
+        del out["parent"]
     extras = process_extras(proc)
     if extras:
         out["process"] = extras
