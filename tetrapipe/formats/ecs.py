@@ -152,9 +152,11 @@ def to_ecs(event: dict[str, Any], etype: str, categories: tuple[str, ...], group
         raw = canonical_json(event)
         ev["original"] = raw.decode() if raw is not None else "(not encodable as JSON)"
     tetragon.update(hook_details(body))
-    for k, v in event.items():
-        if k != etype and k not in _COMMON_KEYS:
-            tetragon[k] = v
+    # Only the event type, time, node_name and cluster_name are usual at the top level.
+    if len(event) > 1 + ("time" in event) + ("node_name" in event) + ("cluster_name" in event):
+        for k, v in event.items():
+            if k != etype and k not in _COMMON_KEYS:
+                tetragon[k] = v
     doc["tetragon"] = tetragon
     tp: dict[str, Any] = {"categories": categories, "groups": groups}
     if egress:

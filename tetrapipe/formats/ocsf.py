@@ -164,7 +164,7 @@ def to_ocsf(event: dict[str, Any], etype: str, categories: tuple[str, ...], grou
     body = event.get(etype)
     if type(body) is not dict:
         body = {}
-    plan = plan_for(etype, body)
+    plan = plan_for(etype, body) if etype == "process_kprobe" else ETYPE_PLANS.get(etype, UNKNOWN_PLAN)
     proc = body.get("process")
     if plan.needs_process and not identified(proc):
         plan = UNKNOWN_PLAN  # Tetragon always sends the process; without one the class cannot be filled
@@ -222,6 +222,8 @@ def topic_keys(mapped: dict[str, Any]) -> dict[str, str]:
 
 
 def _labels(categories: tuple[str, ...], groups: tuple[str, ...], egress: Any) -> tuple[str, ...]:
+    if not categories and not groups and not egress:
+        return ()  # most events: untagged, no connection
     key = (categories, groups)
     labels = _LABELS.get(key)
     if labels is None:
