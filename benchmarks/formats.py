@@ -1,6 +1,8 @@
 """Micro-benchmark: per-event cost of the OCSF and ECS output formats vs the default output contract.
 
     .venv/bin/python benchmarks/formats.py [--count 50000] [--rounds 7] [--seed 1]
+    .venv/bin/python benchmarks/formats.py --pipeline [--events 100000] [--rounds 5] [--mix default|production]
+                                           [--tree PATH]
 
 Corpus: `tests.support.synth.generate_tagged` (the default scenario mix: every event type and
 category).  Each event's tags are set from its scenario (the category the scenario is built to
@@ -20,14 +22,27 @@ the map+encode cost alone (total minus the decode) is printed as well, and its r
 default's time (the brief's reading where the format's cost is compared without a decode).
 Times are the thread's CPU time (`time.thread_time`), so other work on a shared machine inflates
 them less than wall-clock time would; the garbage collector is off while measuring.
+
+`--pipeline` measures the way issue 12 states its goal ("each costs at most 1.5x the default
+format's per-event time"): whole `tetrapipe run --quiet --pod-cidr … --service-cidr …` runs on
+`benchmarks/throughput.py`'s corpus (the same generator, seed and mixes) with `--format tetrapipe`,
+`--format ocsf`, `--format ecs`, in interleaved rounds (the order rotating), each run's user+sys
+CPU time (the child's rusage, robust on a shared machine) minus a run on empty input (start-up),
+divided by the events: per-event CPU time, medians, and each format's ratio to `tetrapipe`.
+`--tree` runs another checkout's code (e.g. `git worktree add /tmp/base <commit>`) on the same
+corpus, for before/after numbers.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
+import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -99,12 +114,59 @@ def run_ecs(inputs: list[Input]) -> None:
         encode_ecs(loads(raw), etype, cats, groups, egress)
 
 
+PIPELINE_FLAGS = ["run", "--quiet", "--pod-cidr", "10.244.0.0/16", "--service-cidr", "10.96.0.0/12"]
+PIPELINE_FORMATS = ("tetrapipe", "ocsf", "ecs")
+
+
+def _cpu_seconds(tree: Path, corpus_path: str, fmt: str) -> float:
+    """User+sys CPU seconds of one `tetrapipe run --format fmt` over the corpus, output discarded."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with open(corpus_path, "rb") as inp, open(os.devnull, "wb") as out:
+        subprocess.run([sys.executable, "-m", "tetrapipe.cli.main", *PIPELINE_FLAGS, "--format", fmt], stdin=inp,
+                       stdout=out, cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+
+
+def pipeline(events: int, rounds: int, mix: str, tree: Path) -> None:
+    from benchmarks.throughput import PRODUCTION_MIX
+    from tests.support import synth
+
+    with tempfile.TemporaryDirectory() as tmp:
+        full, empty = os.path.join(tmp, "corpus.jsonl"), os.path.join(tmp, "empty.jsonl")
+        with open(full, "wb") as f:
+            for line in synth.generate(events, seed=42, mix=PRODUCTION_MIX if mix == "production" else None):
+                f.write(line + b"\n")
+        Path(empty).write_bytes(b"")
+        times: dict[str, list[float]] = {k: [] for k in (*PIPELINE_FORMATS, "start-up")}
+        for r in range(rounds):
+            names = [*PIPELINE_FORMATS, "start-up"]
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                if name == "start-up":
+                    times[name].append(_cpu_seconds(tree, empty, "tetrapipe"))
+                else:
+                    times[name].append(_cpu_seconds(tree, full, name))
+    start = statistics.median(times["start-up"])
+    per = {k: (statistics.median(times[k]) - start) / events * 1e6 for k in PIPELINE_FORMATS}
+    print(f"{tree}: {events} events ({mix} mix), {rounds} interleaved rounds, median CPU µs/event "
+          f"(start-up {start:.2f} s subtracted):")
+    for name, us in per.items():
+        print(f"  --format {name:<10} {us:7.2f}  ratio {us / per['tetrapipe']:.2f}x")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--count", type=int, default=50_000)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--pipeline", action="store_true", help="whole `tetrapipe run` per format (the issue's measure)")
+    ap.add_argument("--events", type=int, default=100_000, help="--pipeline: corpus size")
+    ap.add_argument("--mix", choices=("default", "production"), default="default", help="--pipeline: corpus mix")
+    ap.add_argument("--tree", type=Path, default=Path(__file__).resolve().parents[1], help="--pipeline: checkout")
     a = ap.parse_args(argv)
+    if a.pipeline:
+        pipeline(a.events, a.rounds if a.rounds != 7 else 5, a.mix, a.tree.resolve())
+        return 0
     inputs = corpus(a.count, a.seed)
     variants: dict[str, Callable[[list[Input]], None]] = {
         "decode only": run_decode, "default": run_default, "ocsf": run_ocsf,

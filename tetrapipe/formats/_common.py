@@ -42,12 +42,13 @@ def epoch_ms(text: Any) -> int | None:
     digits, offsets other than `Z`) take the slow path; None for a missing or unparsable value.
     """
     try:
-        secs: int | None = _SECONDS[text[:19]]
+        secs = _SECONDS[text[:19]]
     except KeyError:
-        secs = _seconds(text)
+        miss = _seconds(text)
+        if miss is None:
+            return None
+        secs = miss
     except TypeError:  # not a string
-        return None
-    if secs is None:
         return None
     if len(text) > 24 and text[19] == "." and text[-1] == "Z":
         try:
@@ -247,4 +248,7 @@ def first_arg(body: dict[str, Any], index: int, kind: str) -> Any:
 
 def hook_details(body: dict[str, Any]) -> dict[str, Any]:
     """The event body without its process and parent: the hook-specific fields Tetragon sent, verbatim."""
-    return {k: v for k, v in body.items() if k != "process" and k != "parent"}
+    out = body.copy()
+    out.pop("process", None)
+    out.pop("parent", None)
+    return out

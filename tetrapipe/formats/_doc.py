@@ -170,6 +170,23 @@ def field_rows(mapper: Callable[..., dict[str, Any]], skip: tuple[str, ...]) -> 
     return rows
 
 
+def peer_lines(mapper: Callable[..., dict[str, Any]], target: str, skip: tuple[str, ...]) -> list[str]:
+    """The peer table: a `tcp_connect` to a Service from a host process, run as
+    `mapper(event, etype, categories, groups, egress, peer, source)` and traced like the samples."""
+    title, etype, body, egress = samples()[3]
+    event = {etype: body, "node_name": "nodeMarker", "time": "2024-05-14T09:30:00.987654321Z"}
+    peer = {"kind": "service", "namespace": "peerNamespace", "name": "peerNameMarker", "workload": "peerWlName",
+            "workload_kind": "peerKindMarker", "labels": {"peerLabelKey": "peerLabelValue"},
+            "ip": "198.51.100.9", "services": ["peerServices"], "via": "peerVia"}
+    source = {"kind": "node", "name": "sourceNodeMarker", "ip": "10.244.7.7", "via": "sourceVia"}
+    mapped = mapper(event, etype, (), (), egress, peer, source)
+    found = trace(mapped, {"tetrapipe": {"peer": peer, "source": source}}, etype, skip)
+    return ["", "## Peers (`tetrapipe.peer`, `tetrapipe.source`)", "",
+            f"Traced from a {title} to a Service, by a host process whose source address is a node's.", "",
+            f"| tetrapipe field | {target} field(s) |", "|---|---|",
+            *(f"| `{k}` | {', '.join(f'`{v}`' for v in vs)} |" for k, vs in found.items())]
+
+
 def functions_of(kind: str, action: str) -> str:
     """The hook functions `_hooks` classifies as (kind, action), for the class tables."""
     names = [f"`{f}`" for f, hook in _hooks._STATIC.items() if hook == (kind, action)]
@@ -233,6 +250,8 @@ def ocsf_markdown() -> str:
     lines += markdown_fields(field_rows(mapper, ("unmapped.tetragon", "raw_data")), "OCSF", "`unmapped.tetragon`")
     lines += ["", "Everything of the event body besides `process` and `parent` is also kept verbatim under "
               "`unmapped.tetragon` (and unknown event types whole in `raw_data`)."]
+    lines += peer_lines(lambda *a: ocsf.to_ocsf(*a[:5], peer=a[5], source=a[6])[0], "OCSF",
+                        ("unmapped.tetragon", "raw_data"))
     return "\n".join(lines) + "\n"
 
 
@@ -259,6 +278,7 @@ def ecs_markdown() -> str:
     lines += markdown_fields(field_rows(ecs.to_ecs, ("tetragon.", "event.original")), "ECS", "`tetragon.*`")
     lines += ["", "Everything of the event body besides `process` and `parent` is also kept verbatim under "
               "`tetragon.*` (and unknown event types whole in `event.original`)."]
+    lines += peer_lines(ecs.to_ecs, "ECS", ("tetragon.", "event.original"))
     return "\n".join(lines) + "\n"
 
 

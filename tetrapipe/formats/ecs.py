@@ -10,7 +10,10 @@ topic templates.  Only fields ECS 9.4 defines, with
 ECS's types and allowed `event.category`/`event.type` pairs, plus two custom prefixes:
 
 - `tetrapipe.*`: `categories`, `groups` (string arrays, `[]` when untagged) and `egress`
-  (`zone`, `external`, `daddr`, `dport`, `cidr`) exactly as in the default output contract;
+  (`zone`, `external`, `daddr`, `dport`, `cidr`) exactly as in the default output contract, and
+  the peer resolver's `peer`/`source` likewise except `labels`: an array of `key:value` strings
+  (as `orchestrator.resource.label`), since label keys hold dots (`app.kubernetes.io/name`) that
+  Elasticsearch would expand into objects (`app` and `app.kubernetes.io/name` would collide);
 - `tetragon.*`: what ECS has no field for, verbatim: `event_type`, the hook-specific fields of
   the event body (`function_name`, `policy_name`, `args`, `return`, `action`, `signal`, …),
   `process` details (`auid`, `flags`, `binary_properties`, …), `workload` (the pod's workload
@@ -110,7 +113,8 @@ def class_for(etype: str, body: dict[str, Any]) -> tuple[Head, tuple[str, str] |
 
 
 def to_ecs(event: dict[str, Any], etype: str, categories: tuple[str, ...], groups: tuple[str, ...],
-           egress: dict[str, Any] | None) -> dict[str, Any]:
+           egress: dict[str, Any] | None, peer: dict[str, Any] | None = None,
+           source: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ECS document for one Tetragon event (see the module docstring)."""
     body = event.get(etype)
     if type(body) is not dict:
@@ -148,21 +152,26 @@ def to_ecs(event: dict[str, Any], etype: str, categories: tuple[str, ...], group
         raw = canonical_json(event)
         ev["original"] = raw.decode() if raw is not None else "(not encodable as JSON)"
     tetragon.update(hook_details(body))
-    for k, v in event.items():
-        if k != etype and k not in _COMMON_KEYS:
-            tetragon[k] = v
+    # Only the event type, time, node_name and cluster_name are usual at the top level.
+    if len(event) > 1 + ("time" in event) + ("node_name" in event) + ("cluster_name" in event):
+        for k, v in event.items():
+            if k != etype and k not in _COMMON_KEYS:
+                tetragon[k] = v
     doc["tetragon"] = tetragon
     tp: dict[str, Any] = {"categories": categories, "groups": groups}
     if egress:
         tp["egress"] = egress
+    if peer is not None or source is not None:
+        obj.attach_peers(doc, tp, hook, peer, source)
     doc["tetrapipe"] = tp
     return doc
 
 
 def encode_ecs(event: dict[str, Any], etype: str, categories: tuple[str, ...], groups: tuple[str, ...],
-               egress: dict[str, Any] | None) -> bytes:
+               egress: dict[str, Any] | None, peer: dict[str, Any] | None = None,
+               source: dict[str, Any] | None = None) -> bytes:
     """`to_ecs` as one JSON line (no trailing newline)."""
-    return dumps_or_degrade(to_ecs(event, etype, categories, groups, egress), (("tetragon",),))
+    return dumps_or_degrade(to_ecs(event, etype, categories, groups, egress, peer, source), (("tetragon",),))
 
 
 def topic_keys(doc: dict[str, Any]) -> dict[str, str]:

@@ -15,6 +15,15 @@ be: `process.executable`/`working_directory`/`pid`/`entity_id` (exec_id)/`thread
 - With Tetragon's `process_credentials` (enable-process-cred), `process.user.id` is the effective
   uid (ECS: "the effective user"), `real_user`/`saved_user` and the `group` fields the others;
   without them `process.user.id` is Tetragon's `uid`, as in the integration.
+- Peers (`tetrapipe.peer`/`.source` of the peer resolver; `orchestrator.*` describes the event's
+  own pod, so it cannot hold them): ECS has no Kubernetes fields for the other end of a
+  connection, only `destination.domain` ("a host name, a fully qualified domain name, or another
+  host naming format"): a Service (or the API server) as its cluster DNS name relative to the
+  cluster domain, `<name>.<namespace>.svc` (which resolves in every pod of the cluster, whatever
+  the cluster domain is), a node as its name (the kubelet registers the host name); a pod has no
+  DNS name of its own, so none.  `peer` goes to the remote end (`destination`, or `source` for
+  an accept), `source` to the local one.  Everything, with the namespace, workload and labels,
+  is under `tetrapipe.peer`/`tetrapipe.source`.
 """
 
 from __future__ import annotations
@@ -34,11 +43,10 @@ from tetrapipe.formats._common import (
 )
 
 _CAPS: dict[str, str] = {}
-_INT_OR_NONE = (int, type(None))
 _NETWORK_TYPES = {"AF_INET": "ipv4", "AF_INET6": "ipv6"}
 # Memos of objects that repeat across events (the same exec, the same pod): shared by every
 # result that uses them, so results are read-only.
-_CORES: dict[Any, dict[str, Any]] = {}
+_CORES: dict[Any, tuple[tuple[Any, ...], dict[str, Any]]] = {}  # exec_id -> (fields read, object)
 _PODS: dict[Any, tuple[dict[str, Any] | None, dict[str, Any] | None, str | None]] = {}
 
 
@@ -66,21 +74,18 @@ def process(p: dict[str, Any], parent: Any = None) -> dict[str, Any]:
 def _core(p: dict[str, Any]) -> dict[str, Any]:
     """The fields fixed per exec (pid, entity_id, executable, args, start, user, thread).
 
-    Memoised by every field it reads (an exact memo: a garbled event never changes another's result).
+    Memoised by exec_id and checked against every other field it reads (an exact memo: a garbled
+    event never changes another's result; only exact types are memoised, since True == 1).
     """
     key = (p.get("exec_id"), p.get("pid"), p.get("start_time"), p.get("binary"), p.get("arguments"), p.get("tid"),
            p.get("cwd"), p.get("uid"))
     exec_id = key[0] if type(key[0]) is str and key[0] else None
-    # Only exact types are memoised: True == 1 as a dict key, but a bool pid is left out, an int one is not.
-    memo = exec_id is not None and type(key[1]) is int and type(key[5]) in _INT_OR_NONE \
-        and type(key[7]) in _INT_OR_NONE
+    memo = exec_id is not None and type(key[1]) is int and (key[5] is None or type(key[5]) is int) \
+        and (key[7] is None or type(key[7]) is int)
     if memo:
-        try:
-            hit = _CORES.get(key)
-        except TypeError:  # a malformed event with a list or object where a scalar belongs
-            hit, memo = None, False
-        if hit is not None:
-            return hit
+        hit = _CORES.get(exec_id)
+        if hit is not None and hit[0] == key:  # the same types too: the memo holds exact types only
+            return hit[1]
     out: dict[str, Any] = {}
     v = key[1]
     if type(v) is int:
@@ -112,7 +117,7 @@ def _core(p: dict[str, Any]) -> dict[str, Any]:
     if type(v) is int:
         out["thread"] = {"id": v}
     if memo:
-        memo_put(_CORES, key, out)
+        memo_put(_CORES, exec_id, (key, out))
     return out
 
 
@@ -256,3 +261,26 @@ def network(doc: dict[str, Any], body: dict[str, Any], egress: Any, action: str)
     if net:
         doc["network"] = net
 
+
+
+def attach_peers(doc: dict[str, Any], tp: dict[str, Any], hook: Any, peer: Any, source: Any) -> None:
+    """`tetrapipe.peer`/`.source` and the endpoints' `domain` (see the module docstring)."""
+    remote, local = ("source", "destination") if hook == ("net", "accept") else ("destination", "source")
+    for key, end, who in (("peer", remote, peer), ("source", local, source)):
+        if type(who) is not dict:
+            continue
+        labels = who.get("labels")
+        tp[key] = {**who, "labels": [f"{k}:{v}" for k, v in labels.items()]} if type(labels) is dict else who
+        ep = doc.get(end) if hook is not None and hook[0] == "net" else None
+        domain = _domain(who)
+        if ep is not None and domain:
+            doc[end] = {**ep, "domain": domain}
+
+
+def _domain(who: dict[str, Any]) -> str | None:
+    name, kind, ns = who.get("name"), who.get("kind"), who.get("namespace")
+    if type(name) is not str or not name:
+        return None
+    if kind in ("service", "apiserver") and type(ns) is str and ns:
+        return f"{name}.{ns}.svc"
+    return name if kind == "node" else None

@@ -23,7 +23,8 @@ Mapping decisions (the generated tables are in docs/ocsf.md, from `mapping_table
   type, node, time, exec_id and hook; the same event re-shipped gets the same uid), `profiles`.
 - tetrapipe's tags travel twice: `metadata.labels` (`category:<id>`, `group:<group>`,
   `zone:<egress zone>` — for rules that filter on a string array) and `unmapped.tetrapipe`
-  (`categories`, `groups`, `egress` exactly as in the default output contract).  The egress zone
+  (`categories`, `groups`, `egress` and the peer resolver's `peer`/`source` exactly as in the
+  default output contract).  A peer also names its endpoint (`ocsf_network.attach_peers`).  The egress zone
   is also the remote endpoint's `zone` in Network Activity.
 - `unmapped.tetragon`: `event_type`, the hook-specific fields verbatim (`function_name`,
   `policy_name`, `args`, `return`, `action`, `status`, `signal`, …: the event body without
@@ -50,7 +51,7 @@ from tetrapipe.formats import ocsf_classes as cls
 from tetrapipe.formats._common import canonical_json, dumps_or_degrade, epoch_ms, event_uid, find_socket, memo_put
 from tetrapipe.formats._hooks import classify_kprobe
 from tetrapipe.formats.ocsf_network import ACTIVITIES as NET_ACTIVITIES
-from tetrapipe.formats.ocsf_network import network
+from tetrapipe.formats.ocsf_network import attach_peers, network
 from tetrapipe.formats.ocsf_objects import device, identified, k8s_tags, process_extras
 
 OCSF_VERSION = "1.7.0"
@@ -88,15 +89,16 @@ class Plan(NamedTuple):
     profiles: tuple[str, ...]
     why: str
     needs_process: bool
+    remote: str = ""  # Network Activity: the key of the remote endpoint (where `tetrapipe.peer` goes)
 
 
 def _plan(name: str, activity_id: int, activity: str, build: Build, why: str,
-          profiles: tuple[str, ...] = _PROCESS_PROFILES) -> Plan:
+          profiles: tuple[str, ...] = _PROCESS_PROFILES, remote: str = "") -> Plan:
     uid, caption, category_uid, category = CLASSES[name]
     head = {"class_uid": uid, "class_name": caption, "category_uid": category_uid, "category_name": category,
             "activity_id": activity_id, "activity_name": activity, "type_uid": uid * 100 + activity_id,
             "type_name": f"{caption}: {activity}"}
-    return Plan(head, build, profiles, why, profiles is _PROCESS_PROFILES and name != "base_event")
+    return Plan(head, build, profiles, why, profiles is _PROCESS_PROFILES and name != "base_event", remote)
 
 
 _MODULE_WHY = "a kernel module is code loaded into the kernel: OCSF's kernel extension"
@@ -128,7 +130,8 @@ HOOK_PLANS: dict[tuple[str, str], Plan] = {
                                "a BPF map is a kernel resource being created (kernel.type 'BPF Map')"),
     ("kobj", "perf_event"): _plan("kernel_activity", 1, "Create", cls.kernel_object("perf_event"),
                                   "a perf event is a kernel resource being created (kernel.type 'Perf Event')"),
-    **{("net", a): _plan("network_activity", i, n, network(a), f"a socket hook ({a}): endpoints from the socket")
+    **{("net", a): _plan("network_activity", i, n, network(a), f"a socket hook ({a}): endpoints from the socket",
+                         remote="src_endpoint" if a == "accept" else "dst_endpoint")
        for a, (i, n) in NET_ACTIVITIES.items()},
     **{("file", a): _plan("file_activity", i, n, cls.file_access, f"a file hook ({a}); file = its first file argument")
        for a, (i, n) in FILE_ACTIVITIES.items()},
@@ -155,12 +158,13 @@ def plan_for(etype: str, body: dict[str, Any]) -> Plan:
 
 def to_ocsf(event: dict[str, Any], etype: str, categories: tuple[str, ...], groups: tuple[str, ...],
             egress: dict[str, Any] | None, *, findings: bool = False,
-            category_groups: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+            category_groups: Mapping[str, str] | None = None, peer: dict[str, Any] | None = None,
+            source: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The OCSF event for one Tetragon event (and its Detection Finding, see the module docstring)."""
     body = event.get(etype)
     if type(body) is not dict:
         body = {}
-    plan = plan_for(etype, body)
+    plan = plan_for(etype, body) if etype == "process_kprobe" else ETYPE_PLANS.get(etype, UNKNOWN_PLAN)
     proc = body.get("process")
     if plan.needs_process and not identified(proc):
         plan = UNKNOWN_PLAN  # Tetragon always sends the process; without one the class cannot be filled
@@ -183,8 +187,12 @@ def to_ocsf(event: dict[str, Any], etype: str, categories: tuple[str, ...], grou
     out["metadata"] = meta
     out["device"] = device(event)
     plan.build(out, event, body, egress)
-    out["unmapped"] = {"tetragon": _tetragon(event, etype, body, proc),
-                       "tetrapipe": _tetrapipe(categories, groups, egress)}
+    tp = _tetrapipe(categories, groups, egress)
+    if peer is not None or source is not None:
+        if plan.remote:
+            attach_peers(out, plan.remote, peer, source)
+        _add_peers(tp, peer, source)
+    out["unmapped"] = {"tetragon": _tetragon(event, etype, body, proc), "tetrapipe": tp}
     if plan is UNKNOWN_PLAN:
         raw = canonical_json(event)
         out["raw_data"] = raw.decode() if raw is not None else "(not encodable as JSON)"
@@ -195,9 +203,11 @@ def to_ocsf(event: dict[str, Any], etype: str, categories: tuple[str, ...], grou
 
 def encode_ocsf(event: dict[str, Any], etype: str, categories: tuple[str, ...], groups: tuple[str, ...],
                 egress: dict[str, Any] | None, *, findings: bool = False,
-                category_groups: Mapping[str, str] | None = None) -> bytes:
+                category_groups: Mapping[str, str] | None = None, peer: dict[str, Any] | None = None,
+                source: dict[str, Any] | None = None) -> bytes:
     """`to_ocsf` as JSON lines: one line, or two with a finding (`\\n`-separated, no trailing newline)."""
-    mapped = to_ocsf(event, etype, categories, groups, egress, findings=findings, category_groups=category_groups)
+    mapped = to_ocsf(event, etype, categories, groups, egress, findings=findings, category_groups=category_groups,
+                     peer=peer, source=source)
     if len(mapped) == 1:
         return dumps_or_degrade(mapped[0], _VERBATIM)
     return b"\n".join(dumps_or_degrade(m, _VERBATIM) for m in mapped)
@@ -212,6 +222,8 @@ def topic_keys(mapped: dict[str, Any]) -> dict[str, str]:
 
 
 def _labels(categories: tuple[str, ...], groups: tuple[str, ...], egress: Any) -> tuple[str, ...]:
+    if not categories and not groups and not egress:
+        return ()  # most events: untagged, no connection
     key = (categories, groups)
     labels = _LABELS.get(key)
     if labels is None:
@@ -223,10 +235,11 @@ def _labels(categories: tuple[str, ...], groups: tuple[str, ...], egress: Any) -
 
 
 def _tetragon(event: dict[str, Any], etype: str, body: dict[str, Any], proc: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"event_type": etype}
-    for k, v in body.items():
-        if k != "process" and k != "parent":
-            out[k] = v
+    out: dict[str, Any] = {"event_type": etype, **body}  # one copy in C; then without process and parent
+    if "process" in body:
+        del out["process"]
+    if "parent" in body:
+        del out["parent"]
     extras = process_extras(proc)
     if extras:
         out["process"] = extras
@@ -243,6 +256,14 @@ def _tetrapipe(categories: tuple[str, ...], groups: tuple[str, ...], egress: Any
     if egress:
         out["egress"] = egress
     return out
+
+
+def _add_peers(tp: dict[str, Any], peer: Any, source: Any) -> None:
+    """`peer` / `source` after `egress`, as the default output contract has them."""
+    if peer is not None:
+        tp["peer"] = peer
+    if source is not None:
+        tp["source"] = source
 
 
 def _finding(src: dict[str, Any], categories: tuple[str, ...], category_groups: Mapping[str, str] | None

@@ -27,7 +27,7 @@ _LOCAL_ZONES = frozenset({"loopback", "unspecified"})
 _DIRECTION_NAMES = {0: "Unknown", 1: "Inbound", 2: "Outbound", 3: "Lateral", 4: "Local"}
 _BOUNDARY_NAMES = {1: "Localhost", 2: "Internal", 3: "External"}
 _IP_VERSIONS = {"AF_INET": 4, "AF_INET6": 6}
-
+_SERVICE_KINDS = frozenset({"service", "apiserver"})
 
 
 def network(action: str) -> Callable[[dict[str, Any], dict[str, Any], dict[str, Any], Any], None]:
@@ -79,3 +79,18 @@ def _connection_info(sock: Any, transport: str | None, egress: Any, outbound: bo
     if version:
         info["protocol_ver_id"] = version
     return info
+
+
+def attach_peers(out: dict[str, Any], remote_key: str, peer: Any, source: Any) -> None:
+    """Name the endpoints after the peer resolver's answers (see the module docstring)."""
+    local_key = "src_endpoint" if remote_key == "dst_endpoint" else "dst_endpoint"
+    for key, who in ((remote_key, peer), (local_key, source)):
+        ep = out.get(key)
+        if type(who) is dict and ep is not None:
+            name = who.get("name")
+            if type(name) is str and name:
+                ep["name"] = name
+                if who.get("kind") in _SERVICE_KINDS:
+                    ep["svc_name"] = name
+            if who.get("kind") == "node":
+                ep["type_id"], ep["type"] = 1, "Server"

@@ -30,20 +30,19 @@ FILE_REGULAR, FILE_UNKNOWN, FILE_OTHER = 1, 0, 99
 _PROCESS_EXTRAS = ("auid", "flags", "cap", "binary_properties", "process_credentials", "in_init_tree")
 # Memos of objects that repeat across events (the same exec, container, pod, binary, user, node).
 # The objects they hold are shared by every result that uses them: results are read-only.
-_CORES: dict[Any, dict[str, Any]] = {}
-_CONTAINERS: dict[Any, dict[str, Any]] = {}
+_CORES: dict[Any, tuple[Any, ...]] = {}  # exec_id -> (the fields read..., object)
+_CONTAINERS: dict[str, tuple[Any, ...]] = {}  # container id -> (name, image, labels, object)
 _PODS: dict[tuple[Any, ...], tuple[dict[str, str], ...]] = {}
 _FILES: dict[str, tuple[str, dict[str, Any]]] = {}
 _USERS: dict[int, dict[str, str]] = {}
 _DEVICES: dict[Any, dict[str, Any]] = {}
-_INT_OR_NONE = (int, type(None))
 _POD_TAGS = (("namespace", "k8s.namespace.name"), ("name", "k8s.pod.name"), ("workload", "k8s.workload.name"),
              ("workload_kind", "k8s.workload.kind"))
 
 
 def process(p: dict[str, Any], parent: Any = None) -> dict[str, Any]:
     """The OCSF `process` of a Tetragon process, with `parent_process` when `parent` is a dict."""
-    out = dict(_process_core(p))
+    out = _process_core(p).copy()
     v = p.get("tid")
     if type(v) is int:
         out["tid"] = v
@@ -51,18 +50,7 @@ def process(p: dict[str, Any], parent: Any = None) -> dict[str, Any]:
     if type(pod) is dict:
         container = pod.get("container")
         if type(container) is dict:
-            cid, labels, image = container.get("id"), pod.get("pod_labels"), container.get("image")
-            key = (cid, container.get("name"), image.get("name") if type(image) is dict else None,
-                   image.get("id") if type(image) is dict else None,
-                   tuple(labels.items()) if type(labels) is dict else None) if type(cid) is str else None
-            try:
-                c = _CONTAINERS.get(key) if key is not None else None
-            except TypeError:  # a label value that is a list or object
-                c, key = None, None
-            if c is None:
-                c = _container(container, pod)
-                if key is not None:
-                    memo_put(_CONTAINERS, key, c)
+            c = _container_of(container, pod)
             if c:
                 out["container"] = c
             v = container.get("pid")
@@ -73,6 +61,30 @@ def process(p: dict[str, Any], parent: Any = None) -> dict[str, Any]:
         if "pid" in core or "uid" in core:
             out["parent_process"] = core
     return out
+
+
+def _container_of(container: dict[str, Any], pod: dict[str, Any]) -> dict[str, Any]:
+    """`_container`, memoised by the container id and checked against every field it reads."""
+    cid, name, image, labels = container.get("id"), container.get("name"), container.get("image"), \
+        pod.get("pod_labels")
+    if type(cid) is not str:
+        return _container(container, pod)
+    hit = _CONTAINERS.get(cid)
+    if hit is not None and hit[0] == name and hit[1] == image and hit[2] == labels:
+        return hit[3]  # equal inputs: a str never equals a non-str, and only all-str ones are stored
+    c = _container(container, pod)
+    if _plain(name) and _plain_dict(image) and (labels is None or _plain_dict(labels)):
+        memo_put(_CONTAINERS, cid, (name, image, labels, c))
+    return c
+
+
+def _plain(v: Any) -> bool:
+    return v is None or type(v) is str
+
+
+def _plain_dict(v: Any) -> bool:
+    """A dict of strings (or None): the only inputs memoised, so `==` on them is as exact as identity."""
+    return v is None or (type(v) is dict and all(type(x) is str for x in v.values()))
 
 
 def parent_process(parent: Any) -> dict[str, Any] | None:
@@ -91,28 +103,24 @@ def identified(p: Any) -> bool:
 def _process_core(p: dict[str, Any]) -> dict[str, Any]:
     """pid, uid (exec_id), name, file, cmd_line, working_directory, created_time, user: fixed per exec.
 
-    Memoised by every field it reads, so the memo is exact: a forged or garbled event with a known
-    exec_id gets its own object and never changes what the real one maps to.
+    Memoised by exec_id (the same process appears in many events), and a hit is checked against
+    every other field it reads, so a forged or garbled event with a known exec_id gets its own
+    object and never changes what the real one maps to.  Only exact types are memoised (True == 1,
+    but a bool pid is left out and an int one is not).
     """
-    key = (p.get("exec_id"), p.get("pid"), p.get("start_time"), p.get("binary"), p.get("arguments"), p.get("cwd"),
-           p.get("uid"))
-    exec_id = key[0] if type(key[0]) is str and key[0] else None
-    # Only exact types are memoised: True == 1 as a dict key, but a bool pid is left out, an int one is not.
-    memo = exec_id is not None and type(key[1]) is int and type(key[6]) in _INT_OR_NONE
+    exec_id, pid, start, binary, args, cwd, uid = (p.get("exec_id"), p.get("pid"), p.get("start_time"),
+                                                    p.get("binary"), p.get("arguments"), p.get("cwd"), p.get("uid"))
+    memo = type(exec_id) is str and exec_id != "" and type(pid) is int and (uid is None or type(uid) is int)
     if memo:
-        try:
-            hit = _CORES.get(key)
-        except TypeError:  # a malformed event with a list or object where a scalar belongs
-            hit, memo = None, False
-        if hit is not None:
-            return hit
+        hit = _CORES.get(exec_id)
+        if hit is not None and hit[0] == pid and hit[1] == start and hit[2] == binary and hit[3] == args \
+                and hit[4] == cwd and hit[5] == uid and type(hit[5]) is type(uid):
+            return hit[6]
     out: dict[str, Any] = {}
-    v = p.get("pid")
-    if type(v) is int:
-        out["pid"] = v
-    if exec_id:
+    if type(pid) is int:
+        out["pid"] = pid
+    if type(exec_id) is str and exec_id:
         out["uid"] = exec_id
-    binary = key[3]
     if type(binary) is str and binary:
         named = _FILES.get(binary)
         if named is None:
@@ -120,23 +128,20 @@ def _process_core(p: dict[str, Any]) -> dict[str, Any]:
             named = (name, {"name": name, "path": binary, "type_id": FILE_REGULAR})
             memo_put(_FILES, binary, named)
         out["name"], out["file"] = named
-        args = key[4]
         out["cmd_line"] = f"{binary} {args}" if type(args) is str and args else binary
-    v = key[5]
-    if type(v) is str and v:
-        out["working_directory"] = v
-    v = epoch_ms(key[2])
+    if type(cwd) is str and cwd:
+        out["working_directory"] = cwd
+    v = epoch_ms(start)
     if v is not None:
         out["created_time"] = v
-    v = key[6]
-    if type(v) is int:
-        user = _USERS.get(v)
+    if type(uid) is int:
+        user = _USERS.get(uid)
         if user is None:
-            user = {"uid": str(v)}
-            memo_put(_USERS, v, user)
+            user = {"uid": str(uid)}
+            memo_put(_USERS, uid, user)
         out["user"] = user
     if memo:
-        memo_put(_CORES, key, out)
+        memo_put(_CORES, exec_id, (pid, start, binary, args, cwd, uid, out))
     return out
 
 

@@ -1,8 +1,9 @@
 """`ocsf` and `ecs`: the event in a SIEM's schema (mappings in `ocsf.py` and `ecs.py`).
 
-Both re-encode the event from its decoded form, with its tags and egress classification
-carried along; `ocsf` with `findings` also emits a Detection Finding per event tagged with a
-`security`-group category (a second line of the same record).
+Both re-encode the event from its decoded form, with its tags, egress classification and the
+peer resolver's answers (`peer`, `source`) carried along; `ocsf` with `findings` also emits a
+Detection Finding per event tagged with a `security`-group category (a second line of the same
+record).
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ def _parts(env: Envelope) -> tuple[dict[str, Any], str, tuple[str, ...], tuple[s
             msgspec.to_builtins(egress) if egress is not None else None)
 
 
+def _peers(env: Envelope) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    decoded = env.decoded
+    return (decoded.peer, decoded.source_peer) if decoded is not None else (None, None)
+
+
 class OcsfFormat:
     name = "ocsf"
 
@@ -34,7 +40,9 @@ class OcsfFormat:
         self.category_groups = dict(category_groups or {})
 
     def record(self, env: Envelope) -> bytes | None:
-        return encode_ocsf(*_parts(env), findings=self.findings, category_groups=self.category_groups)
+        peer, source = _peers(env)
+        return encode_ocsf(*_parts(env), findings=self.findings, category_groups=self.category_groups,
+                           peer=peer, source=source)
 
     def lines(self, envelopes: Sequence[Envelope]) -> bytes:
         return lines_of_records(self, envelopes)
@@ -44,7 +52,7 @@ class EcsFormat:
     name = "ecs"
 
     def record(self, env: Envelope) -> bytes | None:
-        return encode_ecs(*_parts(env))
+        return encode_ecs(*_parts(env), *_peers(env))
 
     def lines(self, envelopes: Sequence[Envelope]) -> bytes:
         return lines_of_records(self, envelopes)
