@@ -109,12 +109,23 @@ class LeanPod(msgspec.Struct, gc=False):
     name: str | None = None
 
 
+class LeanCredentials(msgspec.Struct, gc=False):
+    """The credentials the shipped summaries print, as a struct rather than a dict: no object per key,
+    and nothing the cycle collector tracks.  An absent key stays None (what `.get` gave; protojson
+    omits zeros, so uid 0 may be absent or 0 as received); other keys are read from the full model."""
+
+    uid: int | None = None
+    gid: int | None = None
+    euid: int | None = None
+    egid: int | None = None
+
+
 class LeanProcess(msgspec.Struct, gc=False):
     binary: str | None = None
     arguments: str | None = None
     pod: LeanPod | None = None
     binary_properties: Obj | None = None
-    process_credentials: Obj | None = None
+    process_credentials: LeanCredentials | None = None
 
 
 class LeanBody(msgspec.Struct, gc=False):
