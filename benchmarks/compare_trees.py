@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.throughput import PRODUCTION_MIX  # noqa: E402
+from benchmarks.mixes import MIXES  # noqa: E402
 from tests.support import synth  # noqa: E402
 
 FLAGS = ["run", "--quiet", "--pod-cidr", "10.244.0.0/16", "--service-cidr", "10.96.0.0/12"]
@@ -43,14 +43,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("before", type=Path)
     parser.add_argument("after", type=Path)
-    parser.add_argument("--mix", action="append", choices=("default", "production"))
+    parser.add_argument("--mix", action="append", choices=sorted(MIXES))
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--after-flag", action="append", default=[], help="extra flag for the after tree's run")
     args = parser.parse_args()
     for mix in args.mix or ["default", "production"]:
         with tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False) as f:
-            for line in synth.generate(args.events, seed=42, mix=PRODUCTION_MIX if mix == "production" else None):
+            for line in synth.generate(args.events, seed=42, mix=MIXES[mix]):
                 f.write(line + b"\n")
         times: dict[str, list[float]] = {"before": [], "after": []}
         try:

@@ -1,6 +1,9 @@
 """stdin → stdout throughput of `tetrapipe run`, against jq and the msgspec decode floor, in one run.
 
-Usage:  .venv/bin/python benchmarks/throughput.py [--events 200000] [--rounds 5] [--mix default|production]
+Usage:  .venv/bin/python benchmarks/throughput.py [--events 200000] [--rounds 5] [--mix default|production|tag-heavy]
+
+Mixes (benchmarks/mixes.py): `default` (synth's, about a third tagged), `production` (~5% tagged),
+`tag-heavy` (about half tagged, every category present); the corpus line says what it holds.
 
 For each round, in turn (interleaved, so machine noise hits all three alike), pinned to one
 core with `taskset -c 0` when available:
@@ -31,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.mixes import MIXES, PRODUCTION_MIX, describe  # noqa: E402
 from tests.support import synth  # noqa: E402
 
 FILTERS = json.loads((ROOT / "tests" / "data" / "seed_jq_filters.json").read_text())["filters"]
@@ -48,10 +52,7 @@ while chunk := os.read(0, 1 << 20):
         decode(line)
     n += len(lines)
 """
-# Mostly ordinary execs/exits, ~6% of events in a category: closer to a real node's export.
-PRODUCTION_MIX = {name: (weight if name in ("exec", "exit") else weight / 8)
-                  for name, weight in synth.SCENARIOS.items()}
-PRODUCTION_MIX["exec"], PRODUCTION_MIX["exit"] = 0.62, 0.31
+__all__ = ["PRODUCTION_MIX"]  # where benchmarks/compare_trees.py imports it from
 
 
 def timed(cmd: list[str], corpus: Path) -> tuple[float, int]:
@@ -71,7 +72,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--mix", choices=("default", "production"), default="default")
+    parser.add_argument("--mix", choices=sorted(MIXES), default="default")
     parser.add_argument("--jq-filter", default="egress", choices=sorted(FILTERS))
     parser.add_argument("--all-filters", action="store_true", help="also time the nine seed filters, one pass each")
     args = parser.parse_args()
@@ -91,12 +92,12 @@ def main() -> int:
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "tetrapipe")], check=True)
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "events.jsonl"
-        mix = PRODUCTION_MIX if args.mix == "production" else None
         with corpus.open("wb") as out:
-            for line in synth.generate(args.events, seed=42, mix=mix):
+            for line in synth.generate(args.events, seed=42, mix=MIXES[args.mix]):
                 out.write(line + b"\n")
         size = corpus.stat().st_size
-        print(f"corpus: {args.events} events, {size / args.events:.0f} B/event average, mix={args.mix}, "
+        print(f"corpus: {args.events} events, {size / args.events:.0f} B/event average, mix={args.mix} "
+              f"({describe(synth.generate(args.events, seed=42, mix=MIXES[args.mix]))}), "
               f"pinned={'cpu0' if pin else 'no'}, python {sys.version.split()[0]}, jq={jq or 'absent'}")
         times: dict[str, list[float]] = {name: [] for name in commands}
         rss: list[int] = []

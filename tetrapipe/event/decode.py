@@ -158,42 +158,36 @@ class _ShipperEnvelope(msgspec.Struct):
 _envelope = msgspec.json.Decoder(_ShipperEnvelope)
 
 
-class Decoded:
+class Decoded(msgspec.Struct, gc=False, eq=False):
     """One decoded event: its own bytes, its type, and three views of it, each made once.
 
     - `view`/`vbody`: the lean model (`LeanEvent`), decoded for every event;
-      the shipped rules and `classify` read only this;
+      the shipped rules, summaries and `classify` read only this;
     - `root`/`body`: the full typed model (`TetragonEvent`), decoded on first
-      access (summaries of tagged events, sink mappings, rules over its fields);
+      access (sink mappings, rules or templates over fields the lean model lacks);
     - `generic_root()`: plain dicts of everything, decoded on first access.
     An event that does not fit a typed model gets plain dicts in its place
-    (the same paths work on both).
+    (the same paths work on both).  Made with `decoded_of` (or, on the hot
+    path, with `incomplete`/`has_tetrapipe_key` given).
+
+    A msgspec Struct for its C constructor; `gc=False` (never tracked by the
+    cycle collector: nothing it holds can refer back to it) and `eq=False`
+    (identity, as for a plain object).
     """
 
-    __slots__ = ("raw", "etype", "view", "vbody", "_root", "_body", "_generic", "incomplete", "egress",
-                 "has_tetrapipe_key", "peer", "source_peer")
-
-    def __init__(self, raw: bytes, etype: str, view: Any, vbody: Any) -> None:
-        self.raw = raw
-        self.etype = etype
-        self.view = view
-        self.vbody = vbody
-        self._root: Any = None
-        self._body: Any = None
-        if type(view) is dict:
-            self._generic: dict[str, Any] | None = view
-            self._root = view
-            self._body = vbody
-            self.has_tetrapipe_key = "tetrapipe" in view
-            self.incomplete = etype in _TYPES_WITH_PROCESS and (
-                vbody is None or _field(vbody, _EXPECTED_BODY_FIELD) is None)
-        else:  # a LeanEvent: the types with a process have a LeanBody
-            self._generic = None
-            self.has_tetrapipe_key = view.tetrapipe is not None
-            self.incomplete = etype in _TYPES_WITH_PROCESS and (vbody is None or vbody.process is None)
-        self.egress: Any = None
-        self.peer: dict[str, Any] | None = None  # tetrapipe.peer / tetrapipe.source (tetrapipe.transforms.peers)
-        self.source_peer: dict[str, Any] | None = None
+    raw: bytes
+    etype: str
+    view: Any
+    vbody: Any
+    # the body of a type Tetragon always gives a `process` lacks it (the event still flows)
+    incomplete: bool = False
+    has_tetrapipe_key: bool = False
+    _root: Any = None
+    _body: Any = None
+    _generic: dict[str, Any] | None = None
+    egress: Any = None
+    peer: dict[str, Any] | None = None  # tetrapipe.peer / tetrapipe.source (tetrapipe.transforms.peers)
+    source_peer: dict[str, Any] | None = None
 
     @property
     def root(self) -> Any:
@@ -221,6 +215,17 @@ class Decoded:
 
     def generic_body(self) -> Any:
         return self.generic_root().get(self.etype)
+
+
+def decoded_of(raw: bytes, etype: str, view: Any, vbody: Any) -> Decoded:
+    """The `Decoded` of an event whose view is a `LeanEvent` or (not fitting it) plain dicts."""
+    if type(view) is dict:
+        return Decoded(raw, etype, view, vbody, etype in _TYPES_WITH_PROCESS and (
+            vbody is None or _field(vbody, _EXPECTED_BODY_FIELD) is None), "tetrapipe" in view,
+            view, vbody, view)
+    # a LeanEvent: the types with a process have a LeanBody
+    return Decoded(raw, etype, view, vbody, etype in _TYPES_WITH_PROCESS and (vbody is None or vbody.process is None),
+                   view.tetrapipe is not None)
 
 
 def _check_utf8(text: bytes) -> None:
@@ -359,16 +364,20 @@ class LineDecoder:
                 # there (a key, an unmodelled value) would reach the output, which must be JSON.
                 _check_utf8(text)
             # The commonest types by attribute, in KNOWN_TYPES order: a third of the cost of getattr.
-            if root.process_exec is not None:
-                return Decoded(text, "process_exec", root, root.process_exec)
-            if root.process_exit is not None:
-                return Decoded(text, "process_exit", root, root.process_exit)
-            if root.process_kprobe is not None:
-                return Decoded(text, "process_kprobe", root, root.process_kprobe)
+            # The constructor inlined for these three (types with a process): no Python call per event.
+            body = root.process_exec
+            if body is not None:
+                return Decoded(text, "process_exec", root, body, body.process is None, root.tetrapipe is not None)
+            body = root.process_exit
+            if body is not None:
+                return Decoded(text, "process_exit", root, body, body.process is None, root.tetrapipe is not None)
+            body = root.process_kprobe
+            if body is not None:
+                return Decoded(text, "process_kprobe", root, body, body.process is None, root.tetrapipe is not None)
             for etype in _RARER_TYPES:
                 body = getattr(root, etype)
                 if body is not None:
-                    return Decoded(text, etype, root, body)
+                    return decoded_of(text, etype, root, body)
         return self._decode_generic(text, depth)
 
     def _decode_generic(self, text: bytes, depth: int) -> Decoded | None:
@@ -380,13 +389,13 @@ class LineDecoder:
             raise BadInput("not_an_object", f"JSON {type(root).__name__} where an event object was expected")
         for etype in KNOWN_TYPES:
             if etype in root:
-                return Decoded(text, etype, root, root[etype])
+                return decoded_of(text, etype, root, root[etype])
         if "log" in root or "message" in root:
             return self._unwrap_shipper(text, root, depth)
         unknown = next((k for k, v in root.items() if k not in COMMON_KEYS and type(v) is dict), None)
         if unknown is None:
             raise BadInput("no_event_type", "object has no Tetragon event-type key")
-        return Decoded(text, unknown, root, root[unknown])
+        return decoded_of(text, unknown, root, root[unknown])
 
     def _unwrap_shipper(self, text: bytes, root: dict[str, Any], depth: int) -> Decoded | None:
         """The event in a shipper record's `log`/`message` (None: it held a CRI partial line, buffered)."""

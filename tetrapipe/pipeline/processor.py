@@ -40,7 +40,7 @@ from typing import Any
 import msgspec
 
 from tetrapipe.event.decode import MAX_DEPTH_LIMIT, BadInput, Decoded, LineDecoder, PartialGroup, fault
-from tetrapipe.event.envelope import Batch, Envelope
+from tetrapipe.event.envelope import Batch, Envelope, Tally
 from tetrapipe.event.tags import NO_TAGS
 from tetrapipe.formats.tetrapipe import UNTAGGED_END, enriched, tetrapipe_object
 from tetrapipe.pipeline.filtering import mark_redacted, run_keyed, run_stage
@@ -87,6 +87,10 @@ class Processor:
         stage = self.stage
         good = batch.good
         bad = batch.bad
+        tally = batch.tally = Tally()  # the batch's counters, kept here rather than in a second loop
+        shapes = tally.shapes
+        zones = tally.zones
+        incomplete = 0
         now = time.time_ns()
         for env in batch.envelopes:
             if not env.received_ns:
@@ -140,6 +144,13 @@ class Processor:
             env.tags = tags
             env.out = out
             good.append(env)
+            if tags.categories:
+                shapes[tags.categories] = shapes.get(tags.categories, 0) + 1
+            if decoded.egress is not None:
+                zones[decoded.egress.zone] = zones.get(decoded.egress.zone, 0) + 1
+            if decoded.incomplete:
+                incomplete += 1
+        tally.incomplete = incomplete
         if batch.final or decoder.orphans or decoder.pending:
             self._settle_partials(batch)
 

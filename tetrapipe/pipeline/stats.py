@@ -83,7 +83,14 @@ class Stats:
         self.events += len(batch.good)
         cats = self.categories
         zones = self.zones
-        for env in batch.good:
+        tally = batch.tally
+        if tally is not None:  # the processor's counts: O(distinct categories and zones), not O(batch)
+            for shape, n in tally.shapes.items():
+                for cat in shape:
+                    cats[cat] += n
+            zones.update(tally.zones)
+            self.incomplete += tally.incomplete
+        for env in (batch.good if tally is None else ()):
             if env.tags.categories:
                 cats.update(env.tags.categories)
             decoded = env.decoded

@@ -78,8 +78,10 @@ class _Compiler:
             path = Path(field, relative_to_body=True)
         except PathError as exc:
             raise RuleError(f"{where}: {exc}") from None
-        if path.lean and self.plan is not None:
-            return self.plan.expr(path)  # from the lean view's struct locals
+        if path.lean:  # the one decoded view (a plain dict when the event did not fit it)
+            if self.plan is not None:
+                return self.plan.expr(path)  # from the lean view's struct locals
+            return f"{self.const(compile_getter(path, relative_to_body=True, lean=True))}(d.vbody)"
         if path.typed:  # the full model, decoded on first use
             return f"{self.const(compile_getter(path, relative_to_body=True))}(d.body)"
         return f"{self.const(path.resolve)}(d.generic_body())"

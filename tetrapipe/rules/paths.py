@@ -133,16 +133,20 @@ def _step_kinds(root: type, steps: tuple[str | int, ...]) -> list[str]:
     return kinds
 
 
-def compile_getter(path: Path, *, relative_to_body: bool) -> Any:
+def compile_getter(path: Path, *, relative_to_body: bool, lean: bool = False) -> Any:
     """A specialised function `get(obj)` for a typed path, generated once.
+
+    `lean`: `obj` is the lean view (`LeanEvent`/`LeanBody`, see `path.lean`)
+    rather than the full model.
 
     Attribute steps on typed structs become plain attribute reads; dict and
     list steps are type-checked.  When `obj` is a plain dict (the event did not
     fit the typed model and was decoded generically), the generic walker runs.
     """
-    if not path.typed:
+    if not (path.lean if lean else path.typed):
         return path.resolve
-    kinds = _step_kinds(EventBody if relative_to_body else TetragonEvent, path.steps)
+    model = (LeanBody if lean else EventBody) if relative_to_body else (LeanEvent if lean else TetragonEvent)
+    kinds = _step_kinds(model, path.steps)
     lines = ["def get(o):", "    if type(o) is dict:", "        return resolve(o)"]
     for step, kind in zip(path.steps, kinds, strict=True):
         if kind == "struct":

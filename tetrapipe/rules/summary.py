@@ -17,9 +17,9 @@ from typing import Any
 import msgspec
 
 from tetrapipe.event.decode import Decoded
-from tetrapipe.event.model import TetragonEvent
+from tetrapipe.event.model import LeanEvent
 from tetrapipe.rules.codegen import AccessPlan
-from tetrapipe.rules.paths import Path, PathError
+from tetrapipe.rules.paths import Path, PathError, compile_getter
 
 _INTERPOLATION = re.compile(r"\\\((.*?)\)(?=[^)]|$)")
 _json = msgspec.json.Encoder()
@@ -85,21 +85,23 @@ def _concat(parts: list[str]) -> str:
 class Template:
     """A compiled summary template; `render(decoded)` returns the line.
 
-    Compiled into one generated function: literal pieces are constants, each
-    interpolated path is read once (typed paths from the typed root, others
-    from the generic decode), and strings are inserted without a call.
+    Compiled at load into one generated function over the event's one decoded
+    view (`Decoded.view`, the lean model): literal pieces are constants, each
+    struct prefix is read once into a local, each interpolated path is read
+    once, and strings are inserted without a call.  A path the lean model does
+    not type reads the full model (decoded on first use: only templates over
+    such fields pay for it) or, outside any model, the generic decode.
     """
 
-    __slots__ = ("text", "render_root", "render_generic", "_generic")
+    __slots__ = ("text", "render_view", "render_generic")
 
     def __init__(self, text: str, where: str) -> None:
         self.text = text
-        plan = AccessPlan(TetragonEvent, "r")
+        plan = AccessPlan(LeanEvent, "r")
         namespace: dict[str, Any] = {"jq_text": jq_text}
         parts: list[str] = []
         generic_parts: list[str] = []
         pos = 0
-        self._generic = False
         for m in _INTERPOLATION.finditer(text):
             if m.start() > pos:
                 literal = self._const(namespace, text[pos:m.start()])
@@ -109,11 +111,12 @@ class Template:
                 path = Path(m.group(1).strip(), relative_to_body=False)
             except PathError as exc:
                 raise TemplateError(f"{where}: {exc} (only simple paths like .a.b[0].c are supported)") from None
-            if path.typed:
+            if path.lean:
                 value = plan.expr(path)
+            elif path.typed:  # the full model, decoded once on first use
+                value = f"{self._const(namespace, compile_getter(path, relative_to_body=False))}(d.root)"
             else:
-                self._generic = True
-                value = f"{self._const(namespace, path.resolve)}(g)"
+                value = f"{self._const(namespace, path.resolve)}(d.generic_root())"
             parts.append(f"(_x if type(_x := {value}) is str else jq_text(_x))")
             generic_parts.append(f"jq_text({self._const(namespace, path.resolve)}(g))")
             pos = m.end()
@@ -121,13 +124,11 @@ class Template:
             literal = self._const(namespace, text[pos:])
             parts.append(literal)
             generic_parts.append(literal)
-        body = _concat(parts)
-        generic_body = _concat(generic_parts)
-        source = "\n".join(["def render(r, g):", *(f"    {line}" for line in plan.prologue),
-                            f"    return {body}", "",
-                            "def render_generic(g):", f"    return {generic_body}", ""])
+        source = "\n".join(["def render(d, r):", *(f"    {line}" for line in plan.prologue),
+                            f"    return {_concat(parts)}", "",
+                            "def render_generic(g):", f"    return {_concat(generic_parts)}", ""])
         exec(source, namespace)  # noqa: S102 - built from validated paths and named constants only
-        self.render_root = namespace["render"]
+        self.render_view = namespace["render"]
         self.render_generic = namespace["render_generic"]
 
     @staticmethod
@@ -137,7 +138,7 @@ class Template:
         return name
 
     def render(self, decoded: Decoded) -> str:
-        root = decoded.root
-        if type(root) is dict:  # did not fit the typed model: all paths read the generic view
-            return self.render_generic(root)
-        return self.render_root(root, decoded.generic_root() if self._generic else None)
+        view = decoded.view
+        if type(view) is dict:  # did not fit the lean model: all paths read the generic view
+            return self.render_generic(view)
+        return self.render_view(decoded, view)

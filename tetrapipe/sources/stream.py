@@ -84,7 +84,7 @@ class _FdLineSource:
         first = self._line + 1
         self._line += len(lines)
         self._offset += consumed
-        envelopes = [Envelope(line, first + i) for i, line in enumerate(lines)]
+        envelopes = list(map(Envelope, lines, range(first, self._line + 1)))  # no Python code per line
         if self.splitter.oversized != oversized:  # only then is there a line to look for
             for env in envelopes:
                 if type(env.raw) is Oversized:
