@@ -31,8 +31,10 @@ from tetrapipe.pipeline.chunks import Applier
 from tetrapipe.pipeline.filtering import ALL_SINKS
 from tetrapipe.pipeline.processor import Processor
 from tetrapipe.pipeline.runner import Pipeline
-from tetrapipe.pipeline.workers import ChunkedProcessor, Prerendered, WorkerPool, WorkerSource
+from tetrapipe.pipeline.worker_pool import WorkerPool, WorkerState
+from tetrapipe.pipeline.workers import ChunkedProcessor, Prerendered, WorkerSource
 from tetrapipe.service.reload import Loaded, Reloader
+from tetrapipe.sinks.base import Selection
 from tetrapipe.sinks.stdout import StdoutSink
 
 _FAST_FORMATS = ("json", "tetrapipe")  # env.out is the line: no per-event format call
@@ -73,7 +75,7 @@ def attach_workers(args: argparse.Namespace, pipeline: Pipeline, reloader: Reloa
     pool = WorkerPool(args.workers, build_worker, worker_spec(args, reloader.current))
     source = WorkerSource(pipeline.source, pool, Applier(pipeline.stats.filtered_out[ALL_SINKS]))
     pipeline.source = source
-    pipeline.processor = ChunkedProcessor(local, source, fmt)  # type: ignore[assignment]
+    pipeline.processor = ChunkedProcessor(local, source, fmt, stdout.selection)  # type: ignore[assignment]
     stdout.format = Prerendered(stdout.format.name)
     _reload_workers(args, reloader, pool)
     return None
@@ -111,7 +113,7 @@ def worker_spec(args: argparse.Namespace, loaded: Loaded) -> bytes:
     })
 
 
-def build_worker(spec: bytes) -> tuple[Processor, Format | None]:
+def build_worker(spec: bytes) -> WorkerState:
     """In a worker process: the processor and stdout format the parent's run would use."""
     s = pickle.loads(spec)  # noqa: S301 - from our own parent process
     config = s["config"]
@@ -120,4 +122,4 @@ def build_worker(spec: bytes) -> tuple[Processor, Format | None]:
     processor.stage = build_filters(config).top
     fmt = None if s["format"] in _FAST_FORMATS else \
         build_format(s["format"], only=s["only"], findings=s["findings"], category_groups=s["groups"])
-    return processor, fmt
+    return processor, fmt, Selection(categories=s["only"], untagged=not s["only"])  # stdout's, as in cmd_run

@@ -33,35 +33,57 @@ from tetrapipe.event.envelope import Batch, Envelope
 from tetrapipe.event.tags import Tags, tags_head
 from tetrapipe.formats.base import Format
 from tetrapipe.pipeline.processor import Processor
+from tetrapipe.sinks.base import Selection
 
 _ALREADY_REJECTED = BadInput("too_large", "rejected by the source")  # a placeholder: the parent keeps its own
 
-Good = tuple[int, bytes, tuple[str, ...], tuple[str, ...], "str | None", bool]
+Key = tuple[tuple[str, ...], tuple[str, ...], "str | None", bool]  # categories, groups, zone, incomplete
 Bad = tuple[int, "bytes | None", str, str, bool]
 
 
-class ChunkResult:
-    __slots__ = ("good", "bad", "dropped", "pending_from")
+class Chunk:
+    """A chunk's lines as they travel: one joined buffer (one copy, no object per line) and its line count."""
 
-    def __init__(self, good: list[Good], bad: list[Bad], dropped: dict[str, int], pending_from: int | None) -> None:
-        self.good = good
+    __slots__ = ("data", "count", "rejected")
+
+    def __init__(self, data: bytes, count: int, rejected: list[int]) -> None:
+        self.data = data
+        self.count = count
+        self.rejected = rejected  # indices of the lines the source rejected (too large): travel as b""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Chunk, (self.data, self.count, self.rejected)
+
+    def lines(self) -> list[bytes]:
+        return self.data.split(b"\n") if self.count else []
+
+
+class ChunkResult:
+    """Columns, not an object per event: what pickles and unpickles cheaply."""
+
+    __slots__ = ("index", "keys", "table", "out", "owner", "bad", "dropped", "pending_from")
+
+    def __init__(self, index: list[int], keys: list[int], table: list[Key], out: bytes, owner: int,
+                 bad: list[Bad], dropped: dict[str, int], pending_from: int | None) -> None:
+        self.index = index  # per decoded event: its line's index in the chunk
+        self.keys = keys  # per decoded event: its entry in `table`
+        self.table = table
+        self.out = out  # the stdout bytes of the chunk's selected events, in order
+        self.owner = owner  # the index of the first selected event, which carries `out` (-1: none)
         self.bad = bad
         self.dropped = dropped
         self.pending_from = pending_from
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return ChunkResult, (self.good, self.bad, self.dropped, self.pending_from)
+        return ChunkResult, (self.index, self.keys, self.table, self.out, self.owner, self.bad, self.dropped,
+                             self.pending_from)
 
 
-def fill(processor: Processor, fmt: Format | None, raws: list[bytes | None], received_ns: int,
-         final: bool) -> ChunkResult:
+def fill(processor: Processor, fmt: Format | None, selection: Selection, chunk: Chunk, final: bool) -> ChunkResult:
     """Process one chunk (see the module doc); `fmt` None renders the `tetrapipe` format (no per-event call)."""
-    envelopes = []
-    for i, raw in enumerate(raws):
-        env = Envelope(raw if raw is not None else b"", i, None, received_ns)
-        if raw is None:
-            env.error = _ALREADY_REJECTED
-        envelopes.append(env)
+    envelopes = [Envelope(raw, i) for i, raw in enumerate(chunk.lines())]
+    for i in chunk.rejected:
+        envelopes[i].error = _ALREADY_REJECTED
     batch = Batch(envelopes, 0, final=final)
     dropped = processor.dropped = Counter()
     processor.process(batch)
@@ -73,26 +95,35 @@ def fill(processor: Processor, fmt: Format | None, raws: list[bytes | None], rec
         held = decoder._partial
         pending_from = min(group.origin.position for group in held.values())
         held.clear()  # redone by the caller: the next chunk starts with an empty decoder
-    record = fmt.record if fmt is not None else None
-    good: list[Good] = []
+    index: list[int] = []
+    keys: list[int] = []
+    table: list[Key] = []
+    known: dict[Key, int] = {}
     for env in batch.good:
-        if record is None:
-            out = env.out + b"\n"
-        else:
-            rendered = record(env)
-            out = rendered + b"\n" if rendered is not None else b""
         decoded = env.decoded
-        assert decoded is not None
-        egress = decoded.egress
-        good.append((env.position, out, env.tags.categories, env.tags.groups,
-                     egress.zone if egress is not None else None, bool(decoded.incomplete)))
+        egress = decoded.egress  # type: ignore[union-attr]
+        tags = env.tags
+        key = (tags.categories, tags.groups, egress.zone if egress is not None else None,
+               bool(decoded.incomplete))  # type: ignore[union-attr]
+        number = known.get(key)
+        if number is None:
+            number = known[key] = len(table)
+            table.append(key)
+        keys.append(number)
+        index.append(env.position)
+    selected = batch.good if selection.all else [e for e in batch.good if selection.selects(e)]
+    if fmt is None:
+        out = b"\n".join([*(e.out for e in selected), b""]) if selected else b""
+    else:
+        out = fmt.lines(selected)
     bad: list[Bad] = []
     for env in batch.bad:
         error = env.error
         assert error is not None
         own = env is envelopes[env.position]
         bad.append((env.position, None if own else bytes(env.raw), error.reason, error.detail, error.fault))
-    return ChunkResult(good, bad, dict(dropped), pending_from)
+    return ChunkResult(index, keys, table, out, selected[0].position if selected else -1, bad, dict(dropped),
+                       pending_from)
 
 
 class _Egress:
@@ -123,20 +154,13 @@ class Applier:
     def apply(self, batch: Batch, result: ChunkResult) -> None:
         envelopes = batch.envelopes
         good = batch.good
-        tags_cache = self._tags
-        seen_cache = self._seen
-        for index, out, categories, groups, zone, incomplete in result.good:
+        resolved = [self._resolve(key) for key in result.table]
+        for index, key in zip(result.index, result.keys, strict=True):
             env = envelopes[index]
-            env.out = out
-            tags = tags_cache.get((categories, groups))
-            if tags is None:
-                tags = tags_cache[(categories, groups)] = Tags(categories, groups, {}, tags_head(categories, groups))
-            env.tags = tags
-            seen = seen_cache.get((zone, incomplete))
-            if seen is None:
-                seen = seen_cache[(zone, incomplete)] = Seen(_Egress(zone) if zone is not None else None, incomplete)
-            env.decoded = seen  # type: ignore[assignment]
+            env.tags, env.decoded = resolved[key]  # type: ignore[assignment]
             good.append(env)
+        if result.owner >= 0:
+            envelopes[result.owner].out = result.out
         for index, raw, reason, detail, is_fault in result.bad:
             origin = envelopes[index]
             if raw is None and origin.error is not None:  # rejected by the source: its own error (and spool)
@@ -155,6 +179,21 @@ class Applier:
             self.dropped.update(result.dropped)
 
 
-def raws_of(batch: Batch) -> list[bytes | None]:
-    """The lines of a batch as a worker takes them (None: already rejected by the source)."""
-    return [env.raw if env.error is None else None for env in batch.envelopes]
+    def _resolve(self, key: Key) -> tuple[Tags, Seen]:
+        categories, groups, zone, incomplete = key
+        tags = self._tags.get((categories, groups))
+        if tags is None:
+            tags = self._tags[(categories, groups)] = Tags(categories, groups, {}, tags_head(categories, groups))
+        seen = self._seen.get((zone, incomplete))
+        if seen is None:
+            seen = self._seen[(zone, incomplete)] = Seen(_Egress(zone) if zone is not None else None, incomplete)
+        return tags, seen
+
+
+def chunk_of(batch: Batch) -> Chunk:
+    """The lines of a batch as a worker takes them."""
+    envelopes = batch.envelopes
+    rejected = [i for i, env in enumerate(envelopes) if env.error is not None]
+    if not rejected:
+        return Chunk(b"\n".join([env.raw for env in envelopes]), len(envelopes), rejected)
+    return Chunk(b"\n".join([env.raw if env.error is None else b"" for env in envelopes]), len(envelopes), rejected)

@@ -40,77 +40,18 @@ one chunk boundary for all workers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
-import signal
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from multiprocessing import get_context
+from collections.abc import AsyncIterator
 from typing import Any
 
 from tetrapipe.event.envelope import Batch, Envelope
 from tetrapipe.formats.base import Format
-from tetrapipe.pipeline.chunks import Applier, ChunkResult, fill, raws_of
+from tetrapipe.pipeline.chunks import Applier, ChunkResult, chunk_of, fill
 from tetrapipe.pipeline.commit import merge_positions
 from tetrapipe.pipeline.processor import Processor
+from tetrapipe.pipeline.worker_pool import WorkerDied, WorkerPool, WorkerState
+from tetrapipe.sinks.base import Selection
 from tetrapipe.sources.base import Source, SourceError
-
-Build = Callable[[bytes], tuple[Processor, "Format | None"]]  # spec → a worker's processor and format
-
-# -- in each worker process -------------------------------------------------
-_build: Build | None = None
-_state: tuple[Processor, Format | None] | None = None
-_generation = -1
-
-
-def _init_worker(build: Build) -> None:
-    # The parent owns signals: a terminal's Ctrl-C or a cgroup-wide SIGTERM reaches the whole group,
-    # and a worker that died of it would fail the parent's graceful drain.  The parent kills workers.
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)
-    global _build
-    _build = build
-
-
-def _run_chunk(generation: int, spec: bytes, raws: list[bytes | None], final: bool) -> ChunkResult:
-    global _state, _generation
-    if generation != _generation or _state is None:
-        assert _build is not None
-        _state = _build(spec)
-        _generation = generation
-        gc.collect()  # as tune_gc in the parent: the compiled library is long-lived
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 100)
-    processor, fmt = _state
-    return fill(processor, fmt, raws, 0, final)
-
-
-# -- in the parent -------------------------------------------------------------
-class WorkerPool:
-    def __init__(self, workers: int, build: Build, spec: bytes) -> None:
-        self.workers = workers
-        self.spec = spec
-        self.generation = 0
-        self._executor = ProcessPoolExecutor(workers, mp_context=get_context("forkserver"),
-                                             initializer=_init_worker, initargs=(build,))
-
-    def submit(self, raws: list[bytes | None], final: bool) -> Future[ChunkResult]:
-        return self._executor.submit(_run_chunk, self.generation, self.spec, raws, final)
-
-    def reconfigure(self, spec: bytes) -> None:
-        """Chunks read from now on are processed with `spec` (see the module doc)."""
-        self.spec = spec
-        self.generation += 1
-
-    def close(self) -> None:
-        """Cancel what is queued and kill the workers (stateless: nothing to finish)."""
-        processes = list(getattr(self._executor, "_processes", {}).values())  # not public; stable since 3.2
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            with contextlib.suppress(Exception):
-                process.kill()
 
 
 class WorkerSource:
@@ -123,7 +64,7 @@ class WorkerSource:
         self.applier = applier
         self.limit = limit or 2 * pool.workers
         self.prefilled: set[int] = set()  # ids of yielded batches whose processing is done
-        self._inflight: deque[tuple[Batch, Future[ChunkResult]]] = deque()
+        self._inflight: deque[tuple[Batch, asyncio.Future[ChunkResult]]] = deque()
         self._carry: list[Envelope] = []  # CRI partial lines continued by the next chunk
         self._slots = asyncio.Semaphore(self.limit)
         self._changed = asyncio.Event()
@@ -135,6 +76,7 @@ class WorkerSource:
 
     async def start(self) -> None:
         await self._inner.start()
+        await self.pool.start()
 
     def stop(self) -> None:
         self._inner.stop()
@@ -185,7 +127,7 @@ class WorkerSource:
                 if self._carry:
                     batch.envelopes[:0] = self._carry
                     self._carry = []
-                self._inflight.append((batch, self.pool.submit(raws_of(batch), batch.final)))
+                self._inflight.append((batch, self.pool.submit(batch)))
                 self._changed.set()
         except SourceError as exc:  # what was read before is still delivered (as the runner does)
             self._read_error = exc
@@ -193,11 +135,11 @@ class WorkerSource:
             self._read_done = True
             self._changed.set()
 
-    async def _result(self, future: Future[ChunkResult]) -> ChunkResult:
+    async def _result(self, future: asyncio.Future[ChunkResult]) -> ChunkResult:
         try:
-            return await asyncio.wrap_future(future)
-        except BrokenProcessPool as exc:
-            raise SourceError(f"a worker process died ({exc}); stopping: what was delivered before it is "
+            return await future
+        except WorkerDied as exc:
+            raise SourceError(f"{exc}; stopping: what was delivered before it is "
                               f"committed, the rest is not (a --follow run redoes it)") from None
 
     async def _cut(self, batch: Batch, pending_from: int) -> ChunkResult:
@@ -207,14 +149,14 @@ class WorkerSource:
         batch.commit_position = None  # as one process does while a group is pending: nothing committed
         if len(self._inflight) > 1:
             after, stale = self._inflight[1]
-            stale.cancel()  # if already running, its result is ignored
+            stale.cancel()  # its worker still answers it: the answer is ignored
             after.envelopes[:0] = carry
-            self._inflight[1] = (after, self.pool.submit(raws_of(after), after.final))
+            self._inflight[1] = (after, self.pool.submit(after))
         else:
             self._carry = carry + self._carry
-        return await self._result(self.pool.submit(raws_of(batch), False))
+        return await self._result(self.pool.submit(batch))  # not final: a final batch never pends
 
-    def flush_into(self, batch: Batch, local: Processor, fmt: Format | None) -> None:
+    def flush_into(self, batch: Batch, local: WorkerState) -> None:
         """The runner's last batch after a stop: every chunk still in flight, processed here (see the module doc)."""
         envelopes: list[Envelope] = []
         position = None
@@ -228,16 +170,18 @@ class WorkerSource:
         self._carry = []
         batch.envelopes[:0] = envelopes
         batch.commit_position = merge_positions(position, batch.commit_position)
-        self.applier.apply(batch, fill(local, fmt, raws_of(batch), 0, batch.final))
+        processor, fmt, selection = local
+        self.applier.apply(batch, fill(processor, fmt, selection, chunk_of(batch), batch.final))
 
 
 class ChunkedProcessor:
     """The pipeline's processor with `--workers`: batches come processed; the rest as `Processor`."""
 
-    def __init__(self, local: Processor, source: WorkerSource, fmt: Format | None) -> None:
+    def __init__(self, local: Processor, source: WorkerSource, fmt: Format | None, selection: Selection) -> None:
         self.local = local  # the parent's own (the Reloader swaps its rules): rerender, and the last batch
         self.source = source
         self.fmt = fmt
+        self.selection = selection
         self.dropped = local.dropped
 
     def rerender(self, *args: Any) -> Envelope:
@@ -247,17 +191,17 @@ class ChunkedProcessor:
         if id(batch) in self.source.prefilled:
             self.source.prefilled.discard(id(batch))
             return
-        self.source.flush_into(batch, self.local, self.fmt)
+        self.source.flush_into(batch, (self.local, self.fmt, self.selection))
 
 
 class Prerendered:
-    """The stdout format when workers rendered every event already (`env.out`, its newline included)."""
+    """The stdout format when the workers rendered it: each batch's bytes are on its first selected envelope."""
 
     def __init__(self, name: str) -> None:
         self.name = name
 
     def record(self, env: Envelope) -> bytes | None:
-        return env.out[:-1] if env.out else None
+        raise NotImplementedError("rendered per batch (lines), never per record")
 
     def lines(self, envelopes: Any) -> bytes:
         return b"".join([env.out for env in envelopes])
