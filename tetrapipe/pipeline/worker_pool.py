@@ -171,6 +171,11 @@ class WorkerPool:
         self.spec = spec
         self.generation = 0
         self._pool = [_Worker(i) for i in range(workers)]
+        self._turn = -1
+
+    @property
+    def pids(self) -> list[int]:
+        return [w.process.pid for w in self._pool if w.process is not None]
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -188,7 +193,10 @@ class WorkerPool:
 
     def submit(self, batch: Batch) -> asyncio.Future[ChunkResult]:
         future: asyncio.Future[ChunkResult] = asyncio.get_running_loop().create_future()
-        worker = min(self._pool, key=lambda w: len(w.waiting))
+        # The least busy, the next in turn among equals: every worker takes part in a trickle too.
+        self._turn = (self._turn + 1) % self.workers
+        order = self._pool[self._turn:] + self._pool[:self._turn]
+        worker = min(order, key=lambda w: len(w.waiting))
         if worker.dead is not None or worker.writer is None:
             future.set_exception(WorkerDied(worker.dead or "the workers were not started"))
             return future

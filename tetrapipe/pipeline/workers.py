@@ -46,6 +46,7 @@ from typing import Any
 
 from tetrapipe.event.envelope import Batch, Envelope
 from tetrapipe.formats.base import Format
+from tetrapipe.logs import emit
 from tetrapipe.pipeline.chunks import Applier, ChunkResult, chunk_of, fill
 from tetrapipe.pipeline.commit import merge_positions
 from tetrapipe.pipeline.processor import Processor
@@ -77,6 +78,7 @@ class WorkerSource:
     async def start(self) -> None:
         await self._inner.start()
         await self.pool.start()
+        emit(None, "info", f"{self.pool.workers} worker processes started", worker_pids=self.pool.pids)
 
     def stop(self) -> None:
         self._inner.stop()
