@@ -233,3 +233,46 @@ def test_sighup_reload_reaches_every_worker(tmp_path: Path) -> None:
     zones = [orjson.loads(line)["tetrapipe"]["egress"]["zone"] for line in run.output_lines()]
     assert "public" in zones[:100] and "everything" not in zones[:100]
     assert "everything" in zones[100:] and "public" not in zones[100:]
+
+
+def test_sigterm_on_stdin_delivers_every_line_read_in_order(tmp_path: Path) -> None:
+    """A stop while chunks are with the workers: what was read is finished and written (stdin is not read again)."""
+    events = list(synth.generate(15000, seed=6))
+    want = expected_output(tmp_path, b"\n".join(events) + b"\n")
+    out = tmp_path / "out.jsonl"
+    with out.open("wb") as stdout:
+        proc = subprocess.Popen(tetrapipe("--workers", "2", *CIDRS), stdin=subprocess.PIPE, stdout=stdout,
+                                stderr=subprocess.PIPE, env=environment(), cwd=ROOT)
+    assert proc.stdin is not None and proc.stderr is not None
+    try:
+        with contextlib.suppress(BrokenPipeError):
+            for start in range(0, len(events), 3000):  # then stays open: a live stream
+                proc.stdin.write(b"\n".join(events[start:start + 3000]) + b"\n")
+                proc.stdin.flush()
+                if start == 6000:
+                    until(lambda: len(out.read_bytes().splitlines()) > 0, "the first output")
+                    proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert proc.returncode == 0, err[-2000:]
+    summary = next(orjson.loads(line) for line in err.splitlines() if b'"run summary"' in line)
+    written = out.read_bytes().splitlines()
+    assert summary["records_read"] == summary["events"] == len(written) >= 1  # every line read was written
+    assert written == want[:len(written)]  # in order, without a gap
+
+
+def test_unsupported_outputs_and_bad_counts_are_refused(tmp_path: Path) -> None:
+    for args, message in [(["--otlp-endpoint", "http://127.0.0.1:9"], b"stdout output"),
+                          (["--peers-learn"], b"peer naming"), (["--workers", "0"], b"between 1 and 256")]:
+        done = subprocess.run(tetrapipe("--workers", "2", *args), input=b"", capture_output=True,
+                              env=environment(), cwd=ROOT, timeout=60, check=False)
+        assert done.returncode == 2 and message in done.stderr, done.stderr[-1000:]
+
+
+def test_auto_is_the_cpus_this_process_may_use() -> None:
+    from tetrapipe.cli.workers import workers_count
+
+    assert workers_count("auto") == len(os.sched_getaffinity(0))
+    assert workers_count("3") == 3
