@@ -116,6 +116,9 @@ class WorkerSource:
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
+            for _, future in self._inflight:  # a failed run's outcomes: retrieved, never logged as lost
+                if future.done() and not future.cancelled():
+                    future.exception()
 
     async def _read_ahead(self) -> None:
         batches = self._inner.batches().__aiter__()
