@@ -123,7 +123,8 @@ async def tetrapipe_cli(opts: dict[str, Any]) -> dict[str, float]:
     seen to the last input offset committed (commits come every second: both sides measured the same way)."""
     from aiokafka import TopicPartition
 
-    config = Path(tempfile.mkdtemp()) / "kafka.yaml"
+    scratch = tempfile.TemporaryDirectory()
+    config = Path(scratch.name) / "kafka.yaml"
     config.write_text(json.dumps({"kafka": {"sink": {"idempotence": opts["idempotence"], "topics": {
         "partitions": opts["partitions"]}, "compression": opts["compression"] or "none"}}}))
     cmd = [sys.executable, "-m", "tetrapipe.cli.main", "run", "--quiet", "--workers", str(opts["workers"]),
@@ -149,6 +150,7 @@ async def tetrapipe_cli(opts: dict[str, Any]) -> dict[str, float]:
     finally:
         proc.terminate()
         proc.wait(60)
+        scratch.cleanup()
     return {"events": opts["events"] - at_first, "seconds": last - first, "cpu": 0.0}
 
 
