@@ -94,14 +94,14 @@ def worker_main(build: Build, inbound: Connection, outbound: Connection) -> None
     rfd, wfd = inbound.fileno(), outbound.fileno()
     state: WorkerState | None = None
     while (frame := _read_frame(rfd)) is not None:
-        spec, count, rejected, final = pickle.loads(frame[0])  # noqa: S301 - from our own parent process
+        spec, lengths, rejected, final = pickle.loads(frame[0])  # noqa: S301 - from our own parent process
         if spec is not None:
             state = build(spec)
             gc.collect()  # as tune_gc in the parent: the compiled library is long-lived
             gc.freeze()
             gc.set_threshold(50_000, 20, 100)
         assert state is not None
-        result = fill(state[0], state[1], state[2], Chunk(frame[1], count, rejected), final)
+        result = fill(state[0], state[1], state[2], Chunk(frame[1], lengths, rejected), final)
         out, result.out = result.out, b""  # the big part travels beside the pickle, not through it
         meta = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
         _write_all(wfd, _header(meta, out) + meta)
@@ -292,7 +292,7 @@ class WorkerPool:
         if worker.generation != self.generation:
             spec, worker.generation = self.spec, self.generation
         chunk = chunk_of(batch)
-        meta = pickle.dumps((spec, chunk.count, chunk.rejected, batch.final), protocol=pickle.HIGHEST_PROTOCOL)
+        meta = pickle.dumps((spec, chunk.lengths, chunk.rejected, batch.final), protocol=pickle.HIGHEST_PROTOCOL)
         worker.channel.send(_header(meta, chunk.data) + meta, chunk.data)
         worker.waiting.append(future)
         return future
