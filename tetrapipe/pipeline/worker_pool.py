@@ -31,7 +31,9 @@ import fcntl
 import gc
 import os
 import pickle
+import queue
 import signal
+import threading
 from collections import deque
 from collections.abc import Callable
 from multiprocessing import get_context
@@ -92,6 +94,12 @@ def worker_main(build: Build, inbound: Connection, outbound: Connection) -> None
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     rfd, wfd = inbound.fileno(), outbound.fileno()
+    # Results are written by a thread of their own: a result (about a chunk's size) can exceed the
+    # pipe's capacity, and a worker waiting for the parent to read it could not start the next chunk.
+    # At most the parent's in-flight chunks are queued here.
+    outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+    sender = threading.Thread(target=_send, args=(wfd, outbox), name="tetrapipe-results", daemon=True)
+    sender.start()
     state: WorkerState | None = None
     while (frame := _read_frame(rfd)) is not None:
         spec, lengths, rejected, final = pickle.loads(frame[0])  # noqa: S301 - from our own parent process
@@ -104,8 +112,18 @@ def worker_main(build: Build, inbound: Connection, outbound: Connection) -> None
         result = fill(state[0], state[1], state[2], Chunk(frame[1], lengths, rejected), final)
         out, result.out = result.out, b""  # the big part travels beside the pickle, not through it
         meta = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
-        _write_all(wfd, _header(meta, out) + meta)
-        _write_all(wfd, out)
+        outbox.put(_header(meta, out) + meta)
+        outbox.put(out)
+    outbox.put(None)  # the parent closed its end: send what is left, then end
+    sender.join()
+
+
+def _send(fd: int, outbox: queue.SimpleQueue[bytes | None]) -> None:
+    while (data := outbox.get()) is not None:
+        try:
+            _write_all(fd, data)
+        except OSError:  # the parent is gone: nobody will read the rest
+            os._exit(0)
 
 
 # -- in the parent -------------------------------------------------------------
