@@ -129,6 +129,42 @@ async def tetrapipe(opts: dict[str, Any]) -> dict[str, float]:
     return {"events": events, "seconds": last - first, "cpu": cpu1 - cpu0}
 
 
+async def tetrapipe_cli(opts: dict[str, Any]) -> dict[str, float]:
+    """`tetrapipe run --workers N` (N group members with N > 1), the command as deployed: from the first commit
+    seen to the last input offset committed (commits come every second: both sides measured the same way)."""
+    from aiokafka import TopicPartition
+
+    scratch = tempfile.TemporaryDirectory()
+    config = Path(scratch.name) / "kafka.yaml"
+    config.write_text(json.dumps({"kafka": {"sink": {"idempotence": opts["idempotence"], "topics": {
+        "partitions": opts["partitions"]}, "compression": opts["compression"] or "none"}}}))
+    cmd = [sys.executable, "-m", "tetrapipe.cli.main", "run", "--quiet", "--workers", str(opts["workers"]),
+           "--config", str(config), "--kafka-bootstrap", opts["bootstrap"], "--kafka-topic", opts["topic"],
+           "--kafka-group", opts["prefix"], "--kafka-out-template", opts["prefix"] + ".{category}",
+           "--kafka-default-topic", opts["prefix"] + ".other", "--pod-cidr", "10.244.0.0/16",
+           "--service-cidr", "10.96.0.0/12"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    tps = [TopicPartition(opts["topic"], p) for p in range(opts["partitions"])]
+    first = last = 0.0
+    at_first = 0
+    try:
+        async with AIOKafkaConsumer(bootstrap_servers=opts["bootstrap"], group_id=opts["prefix"],
+                                    enable_auto_commit=False) as watcher:
+            for _ in range(6000):  # 10 min at most
+                done = sum([(await watcher.committed(tp)) or 0 for tp in tps])
+                if done and not first:
+                    first, at_first = time.perf_counter(), done
+                if done >= opts["events"]:
+                    last = time.perf_counter()
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+        scratch.cleanup()
+    return {"events": opts["events"] - at_first, "seconds": last - first, "cpu": 0.0}
+
+
 async def delete_outputs(bootstrap: str, prefix: str) -> None:
     """Delete a round's output topics, so rounds do not slow the broker down with ever more partitions."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -160,17 +196,19 @@ def run_role(role: str, opts: dict[str, Any]) -> dict[str, float]:
 
 def measure(args: argparse.Namespace, role: str, broker: Any, topic: str, round_no: int) -> float:
     """One timed run of `role` relaying `topic`; prints it with its own and the broker's CPU time."""
-    opts = {"bootstrap": broker.bootstrap, "topic": topic, "events": args.events,
+    name = role
+    role, workers = role.split("-w") if "-w" in role else (role, "1")  # tetrapipe-wN: the command, N workers
+    opts = {"bootstrap": broker.bootstrap, "topic": topic, "events": args.events, "workers": int(workers),
             "partitions": args.partitions, "prefix": unique_name(f"bench-{role}"),
             "idempotence": broker.supports_idempotence,
             "compression": None if args.compression == "none" else args.compression}
     broker_cpu = cpu_seconds(broker.pid)
-    result = run_role(role, opts)
+    result = run_role("tetrapipe-cli" if name != role else role, opts)
     broker_cpu = cpu_seconds(broker.pid) - broker_cpu
     if not args.keep_topics:
         asyncio.run(delete_outputs(broker.bootstrap, opts["prefix"]))
     rate: float = result["events"] / result["seconds"]
-    print(f"round {round_no + 1} {role:<12} {result['events']:>7.0f} events in "
+    print(f"round {round_no + 1} {name:<12} {result['events']:>7.0f} events in "
           f"{result['seconds']:6.2f}s = {rate:>9,.0f} events/s; its CPU {result['cpu']:5.2f}s, "
           f"broker CPU over the whole run {broker_cpu:5.2f}s", flush=True)
     return rate
@@ -192,11 +230,15 @@ def main() -> int:
                              "so rounds measured the disk, not the relays")
     parser.add_argument("--keep-topics", action="store_true",
                         help="keep each round's output topics (the default deletes them after the round)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="with N > 1: compare `tetrapipe run --workers 1` and `--workers N` (the command, N "
+                             "consumer group members) instead of naive/tetrapipe; use --partitions >= N")
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("--opts", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role:
-        role = {"naive": naive, "tetrapipe": tetrapipe, "exactly-once": tetrapipe}[args.role]
+        role = {"naive": naive, "tetrapipe": tetrapipe, "exactly-once": tetrapipe,
+                "tetrapipe-cli": tetrapipe_cli}[args.role]
         print(json.dumps(asyncio.run(role({**json.loads(args.opts), "exactly_once": args.role == "exactly-once"}))))
         return 0
 
@@ -204,6 +246,8 @@ def main() -> int:
         tempfile.tempdir = args.broker_dir  # where brokers.py makes the broker's work and data directory
     broker = broker_from_env()
     broker.start()
+    if args.workers > 1:
+        args.roles = f"tetrapipe-w1,tetrapipe-w{args.workers}"
     roles = args.roles.split(",")
     if broker.kind == "tansu" and "exactly-once" in roles:
         print("exactly-once left out: Tansu has no transactions (TETRAPIPE_TEST_BROKER=kafka to measure it)")
@@ -217,6 +261,11 @@ def main() -> int:
                 rates[role].append(measure(args, role, broker, topic, round_no))
     finally:
         broker.close()
+    if args.workers > 1:
+        one, many = (statistics.median(r) for r in rates.values())
+        print(f"\n{broker.kind} broker, {args.events} events, {args.partitions} partitions: median --workers 1 "
+              f"{one:,.0f} events/s, --workers {args.workers} {many:,.0f} events/s, ratio {many / one:.2f}")
+        return 0
     if not rates.get("naive") or not rates.get("tetrapipe"):
         print({role: f"{statistics.median(r):,.0f}" for role, r in rates.items() if r})
         report_exactly_once(rates)

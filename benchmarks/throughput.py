@@ -75,15 +75,19 @@ def main() -> int:
     parser.add_argument("--mix", choices=sorted(MIXES), default="default")
     parser.add_argument("--jq-filter", default="egress", choices=sorted(FILTERS))
     parser.add_argument("--all-filters", action="store_true", help="also time the nine seed filters, one pass each")
+    parser.add_argument("--workers", default="1", help="tetrapipe run --workers N (pinned to N cores; the floor "
+                                                        "and jq to the first); benchmarks/workers.py compares N")
     args = parser.parse_args()
 
     pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
+    cores = len(os.sched_getaffinity(0)) if args.workers == "auto" else int(args.workers)
+    wide = ["taskset", "-c", f"0-{cores - 1}"] if pin and cores > 1 else pin
     jq = shutil.which("jq")
     tetrapipe = [sys.executable, "-m", "tetrapipe.cli.main", "run", "--quiet",
                  "--pod-cidr", "10.244.0.0/16", "--service-cidr", "10.96.0.0/12"]
     commands = {
         "floor": [*pin, sys.executable, "-c", FLOOR],
-        "tetrapipe": [*pin, *tetrapipe],
+        "tetrapipe": [*wide, *tetrapipe, "--workers", args.workers],
     }
     if jq:
         commands["jq"] = [*pin, jq, "-c", FILTERS[args.jq_filter]]

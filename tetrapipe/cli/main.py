@@ -33,6 +33,7 @@ from typing import Any, NoReturn
 from tetrapipe import __version__
 from tetrapipe.cli.config_test import add_test_parser, cmd_test
 from tetrapipe.cli.policies import add_policies_parser, cmd_policies
+from tetrapipe.cli.workers import attach_workers, workers_count
 from tetrapipe.config.kafka import KafkaConfigError, add_kafka_arguments, build_kafka, exactly_once_options
 from tetrapipe.config.kafka import resolve as resolve_kafka
 from tetrapipe.config.root import (
@@ -159,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "default: it costs about 20%% CPU on a connection-heavy stream)")
     learn.add_argument("--no-peers-learn", dest="peers_learn", action="store_false",
                        help="do not learn pod addresses, whatever peers.learn says")
+    run.add_argument("--workers", type=workers_count, default=1, metavar="N",
+                     help="processes for the per-event work (decode, classify, tag, format), or auto (one per "
+                          "CPU available); output order, dead letter and counts stay those of one process. "
+                          "stdin/--input/--follow: stdout output only. Kafka source: N consumer group members, "
+                          "each a full pipeline (default 1: one process, no inter-process cost)")
     add_kafka_arguments(run)
     add_otlp_arguments(run)
 
@@ -250,6 +256,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     processor.stage = loaded.filters.top  # filters, redaction: tetrapipe.pipeline.filtering
     reloader.on_filters = _sink_filters(pipeline, config, kafka_sinks, otlp_sinks)
     reloader.on_filters(loaded.filters)
+    if args.workers != 1:  # N processes (tetrapipe.cli.workers); a Kafka source: N group members, supervised
+        supervised = attach_workers(args, pipeline, reloader, kafka_source=kafka_source is not None)
+        if supervised is not None:
+            return supervised
     status = None
     if args.metrics_port is not None:
         from tetrapipe.service.metrics import registry_for
