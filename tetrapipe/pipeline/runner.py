@@ -56,6 +56,7 @@ from tetrapipe.logs import emit
 from tetrapipe.pipeline.commit import Committer
 from tetrapipe.pipeline.delivery import CANCEL_TIMEOUT, Delivery, RetryPolicy, cancel_and_wait
 from tetrapipe.pipeline.filtering import ALL_SINKS
+from tetrapipe.pipeline.hints import SetupHints
 from tetrapipe.pipeline.processor import Processor
 from tetrapipe.pipeline.report import BadInputReporter
 from tetrapipe.pipeline.stats import Stats
@@ -78,7 +79,7 @@ class Pipeline:
                  max_in_flight: int = 8, grace: float = 30.0, retry: RetryPolicy | None = None,
                  max_delivery_events: int = 4096,
                  log: TextIO | None = None,
-                 readiness: Sequence[Callable[[], str | None]] = ()) -> None:
+                 readiness: Sequence[Callable[[], str | None]] = (), hint_after_events: int = 0) -> None:
         self.source = source
         self.readiness = list(readiness)  # more checks for /readyz: each returns a reason not ready, or None
         self.processor = processor
@@ -101,6 +102,8 @@ class Pipeline:
         self.delivery = Delivery(self.sinks, dead_letter, self.stats, retry=retry, log=log,
                                  deadline=lambda: self._deadline, rerender=processor.rerender)
         processor.dropped = self.stats.filtered_out[ALL_SINKS]  # the top-level filters count into the run's stats
+        # "no process_loader event in 100k: Tetragon's allow list?" (tetrapipe.pipeline.hints); 0: off
+        self.hints = SetupHints(lambda: [c.category for c in processor.tagger.categories], hint_after_events, log)
         if isinstance(source, Drains):
             source.bind_drain(self.drain)
 
@@ -331,6 +334,7 @@ class Pipeline:
         batch.read_at = time.monotonic()
         self.processor.process(batch)
         self.stats.count_batch(batch)
+        self.hints.check(self.stats)
         for env in batch.bad:
             self.reporter.report(env)
         self.committer.register(batch)

@@ -9,8 +9,9 @@ logs are text (`tetrapipe.cli.main`); log lines written meanwhile clear the line
 first (`tetrapipe.logs.set_live_line`) and the next tick redraws it.
 
 `summary_table` is the exit summary in text mode: what was read, how fast,
-and counts per category (with its group and share of events), per egress
-zone and per output.
+event types tetrapipe does not know (newer Tetragon ones), and counts per
+category (with its group and share of events), per egress zone and per
+output; numbers with thousands separators (the JSON record keeps raw numbers).
 """
 
 from __future__ import annotations
@@ -90,13 +91,22 @@ class Progress:
             set_live_line(False)
 
 
+def _count(n: int, singular: str, plural: str | None = None) -> str:
+    """'1 incomplete event', '12,345 records': a count for people."""
+    return f"{n:,} {singular if n == 1 else (plural or singular + 's')}"
+
+
 def summary_table(stats: Stats, groups: Mapping[str, str], elapsed: float) -> str:
     """The exit summary for people: totals, then categories, zones and outputs as aligned columns."""
     bad = sum(stats.bad.values())
     rate = stats.received / elapsed if elapsed > 0 else 0.0
-    lines = [f"tetrapipe: {stats.received} records read, {stats.events} events in {elapsed:.2f} s "
-             f"({rate:,.0f} records/s); {bad} bad ({stats.dead_lettered} dead-lettered), "
-             f"{stats.blank} blank lines skipped, {stats.incomplete} incomplete events forwarded"]
+    lines = [f"tetrapipe: {_count(stats.received, 'record')} read, {_count(stats.events, 'event')} in "
+             f"{elapsed:.2f} s ({rate:,.0f} records/s); {bad:,} bad ({stats.dead_lettered:,} dead-lettered), "
+             f"{_count(stats.blank, 'blank line')} skipped, {_count(stats.incomplete, 'incomplete event')} forwarded"]
+    unknown = stats.unknown_event_types()
+    if unknown:  # a newer Tetragon's types: forwarded, but no category can match them
+        lines.append("tetrapipe: unknown event types, forwarded untagged: "
+                     + ", ".join(f"{etype} {n:,}" for etype, n in unknown.items()))
     rows: list[tuple[str, ...]] = [("bad input", "reason", "records", "")]
     rows += [("", reason, f"{n:,}", "") for reason, n in sorted(stats.bad.items())]
     if len(rows) == 1:
