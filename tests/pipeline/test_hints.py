@@ -54,3 +54,18 @@ def test_a_missing_type_in_the_default_allow_list_points_at_the_policy_instead()
     line = log.getvalue()
     assert "no process_kprobe event" in line and "TracingPolicy producing it applied" in line, line
     assert set(missing_types(stats, load_library())) == {"process_kprobe", "process_loader"}
+
+
+def test_the_run_command_takes_the_threshold_from_the_config_file(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    config = tmp_path / "c.yaml"
+    config.write_text("input:\n  hint_after_events: 5\n")
+    result = subprocess.run([sys.executable, "-m", "tetrapipe.cli.main", "run", "--config", str(config),
+                             "--log-format", "text", "--quiet"], input=b"\n".join(stream(20)) + b"\n",
+                            capture_output=True, cwd=root, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count(b"no process_loader event") == 1, result.stderr

@@ -33,6 +33,7 @@ from typing import Any, NoReturn
 from tetrapipe import __version__
 from tetrapipe.cli.config_test import add_test_parser, cmd_test
 from tetrapipe.cli.policies import add_policies_parser, cmd_policies
+from tetrapipe.config.check import check_config
 from tetrapipe.config.kafka import KafkaConfigError, add_kafka_arguments, build_kafka
 from tetrapipe.config.kafka import resolve as resolve_kafka
 from tetrapipe.config.root import (
@@ -172,10 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
     cats.add_argument("--markdown", action="store_true", help="print the library documentation page")
 
     check = commands.add_parser("check-config", help="validate a config file",
-                                description="Validate a config file: every wrong key or type is named by its path.",
+                                description="Validate a config file: every problem is reported at once, each as "
+                                            "FILE:LINE: message with its key path.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="examples:\n  tetrapipe check-config config/example.yaml\n"
-                                       "  exit status 0 when valid, 2 with the offending path otherwise\n")
+                                       "  exit status 0 when valid, 2 otherwise (also for an empty file)\n")
     check.add_argument("file", metavar="FILE")
     add_policies_parser(commands)
     add_test_parser(commands)
@@ -239,7 +241,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     processor = Processor(tagger, loaded.classifier, LineDecoder(max_depth=max_depth),
                           peers=peers.resolver if peers is not None else None)
     pipeline = Pipeline(source, processor, sinks, dead_letter=dead_letter, stats=stats, grace=args.grace,
-                        readiness=[peers.not_ready] if peers is not None else ())
+                        readiness=[peers.not_ready] if peers is not None else (),
+                        hint_after_events=config.input.hint_after_events)
     reloader = Reloader(lambda: load_configuration(args), loaded, processor, stats=stats, only=args.only,
                         category_bound_outputs=category_bound,
                         peers=peers.resolver if peers is not None else None)
@@ -587,18 +590,15 @@ def cmd_categories(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = load_config(args.file)
-    tagger = build_tagger(config.library)
-    build_filters(config)  # regexes, CEL, field paths, rate limits: errors name their key path
-    build_classifier(config.egress, config.egress.pod_cidrs, config.egress.service_cidrs)
     run_defaults = build_parser().parse_args(["run"])  # no flags: the file (and env) alone
-    build_peers(run_defaults, config.peers)  # options, and the static file's entries (nothing is started)
-    try:
-        if config.kafka is not None:
-            resolve_kafka(run_defaults, config.kafka)
-        build_otlp_sinks(run_defaults, config.otlp, None, group_of=dict(tagger.groups))
-    except (KafkaConfigError, OtlpConfigError) as exc:
-        raise ConfigFileError(str(exc)) from None
+    config, problems = check_config(args.file, more=(
+        lambda c: build_peers(run_defaults, c.peers),  # options, and the static file's entries (nothing is started)
+        lambda c: c.kafka is not None and resolve_kafka(run_defaults, c.kafka),
+        lambda c: build_otlp_sinks(run_defaults, c.otlp, None, group_of=dict(build_tagger(c.library).groups))))
+    if config is None:  # every problem of the file, one per line (tetrapipe.config.check)
+        raise ConfigFileError(problems[0] if len(problems) == 1 else
+                              f"{len(problems)} problems:\n" + "\n".join(f"  {p}" for p in problems))
+    tagger = build_tagger(config.library)
     print(f"{args.file}: valid ({len(tagger.categories)} categories, {len(config.egress.zones)} custom zones)")
     return 0
 
