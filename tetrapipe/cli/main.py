@@ -81,6 +81,7 @@ exit status:
   2  the input could not be read, or the configuration is invalid
   3  a signal's drain did not finish: the --grace period ran out (or a second signal came) with read
      input undelivered — not committed, a Kafka or --follow source redoes it — or an output hung on close
+  4  Kafka (the input or an output) did not answer at startup within --kafka-startup-timeout (default 30 s)
 """
 
 FINISH_TIMEOUT = 0.2  # after the pipeline returned: stopping the progress line and the status server

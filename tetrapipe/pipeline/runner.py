@@ -51,6 +51,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TextIO
 
+from tetrapipe.clients.kafka import KafkaUnreachable
 from tetrapipe.event.envelope import Batch
 from tetrapipe.logs import emit
 from tetrapipe.pipeline.commit import Committer
@@ -66,6 +67,7 @@ from tetrapipe.sources.base import Drains, ReadsOnce, ReportsReadiness, Source, 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INPUT_UNREADABLE = 2
+EXIT_UNREACHABLE = 4  # a Kafka cluster (input or output alike) did not answer within its startup_timeout
 EXIT_DRAIN_INCOMPLETE = 3  # stopped with read input undelivered (not committed) or a close abandoned
 
 STOP_MARGIN = 1.5  # seconds past the grace deadline for cancelling (CANCEL_TIMEOUT) and closing
@@ -159,7 +161,7 @@ class Pipeline:
                 return self._abandoned(f"starting {self.source.name}")
         except SourceError as exc:
             self._say(str(exc), "error")
-            return EXIT_INPUT_UNREADABLE
+            return EXIT_UNREACHABLE if isinstance(exc.__cause__, KafkaUnreachable) else EXIT_INPUT_UNREADABLE
         started: list[Any] = []
         try:
             for component in [*self.sinks, *([self.dead_letter] if self.dead_letter else [])]:
@@ -168,7 +170,7 @@ class Pipeline:
                         return self._abandoned(f"starting {component.name}")
                 except SinkError as exc:  # e.g. an output topic missing and creation disabled
                     self._say(f"cannot start {component.name}: {exc}", "error", sink=component.name)
-                    return EXIT_FAILED
+                    return EXIT_UNREACHABLE if isinstance(exc.__cause__, KafkaUnreachable) else EXIT_FAILED
                 started.append(component)
             reader = asyncio.create_task(self._read(), name="tetrapipe-reader")
             writer = asyncio.create_task(self._write(), name="tetrapipe-writer")
