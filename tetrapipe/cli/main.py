@@ -73,7 +73,7 @@ examples:
   kubectl logs -n kube-system ds/tetragon -c export-stdout -f | tetrapipe run --format summary
   tetrapipe run --input tetragon.log --only sudo --only suid --format summary
   POD_CIDR=10.244.0.0/16 SERVICE_CIDR=10.96.0.0/12 tetrapipe run < events.jsonl
-  tetrapipe run --config tetrapipe.yaml --dead-letter bad.jsonl < events.jsonl
+  tetrapipe run --config config/example.yaml --dead-letter bad.jsonl < events.jsonl
 
 exit status:
   0  the input ended, a SIGTERM/SIGINT drain finished, or stdout's reader went away (| head)

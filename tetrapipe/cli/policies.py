@@ -19,7 +19,7 @@ def add_policies_parser(subparsers: Any) -> None:
                 "  tetrapipe policies render --pod-cidr 10.244.0.0/16 --service-cidr 10.96.0.0/12 \\\n"
                 "      | kubectl apply -f -\n"
                 "  POD_CIDR=10.244.0.0/16 SERVICE_CIDR=10.96.0.0/12 tetrapipe policies render egress\n"
-                "  tetrapipe policies render --config tetrapipe.yaml --output policies/\n")
+                "  tetrapipe policies render --config config/example.yaml --output policies/\n")
     raw = argparse.RawDescriptionHelpFormatter
     cmd = subparsers.add_parser("policies", help="list or render the shipped TracingPolicies", epilog=examples,
                                 formatter_class=raw,
