@@ -135,3 +135,22 @@ def test_unknown_event_types_are_listed_and_counts_are_for_people() -> None:
     assert table.splitlines()[0].startswith("tetrapipe: 1,235 records read, 1,235 events in 1.00 s")
     assert "1 incomplete event forwarded" in table and "0 blank lines skipped" in table
     assert "unknown event types, forwarded untagged: process_connect 1,234" in table
+
+
+def test_a_failing_sink_is_on_the_line_with_since_when_and_what_is_undelivered() -> None:
+    now = [100.0]
+    failing: dict[str, str] = {}
+    stats = Stats()
+    progress = Progress(stats, FileLike(0, None), io.StringIO(), clock=lambda: now[0], failing=lambda: failing)
+    stats.received, stats.in_flight_events = 5000, 1200
+    assert "failing" not in progress.line(width=300)
+    failing["kafka"] = "KafkaTimeoutError"
+    assert "kafka failing for 0 s, 1,200 events undelivered" in progress.line(width=300)
+    now[0] += 42
+    line = progress.line(width=300)
+    assert line.split(" · ")[2] == "kafka failing for 42 s, 1,200 events undelivered"  # early: never cut off
+    failing.clear()
+    assert "failing" not in progress.line(width=300)
+    failing["kafka"] = "again"
+    now[0] += 5
+    assert "kafka failing for 0 s" in progress.line(width=300)  # a new outage counts from its own start

@@ -262,7 +262,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     events_on_screen = any(isinstance(s, StdoutSink) for s in sinks) and sys.stdout.isatty()
     if not (args.quiet or args.no_progress or events_on_screen) and current_log_format() == "text" \
             and sys.stderr.isatty():  # a person watches stderr, and the events do not scroll through it
-        progress = Progress(stats, source)
+        progress = Progress(stats, source, failing=lambda: pipeline.failing)
     tune_gc()
     summary = RunSummary(stats, lambda: reloader.current.tagger.groups, quiet=args.quiet)
     code, left_running = _run_to_end(_run_with_signals(pipeline, status, reloader, progress,

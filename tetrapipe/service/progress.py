@@ -1,8 +1,9 @@
 """For people at a terminal: a live progress line while events flow, and a table of counts at the end.
 
 `Progress` redraws one stderr line (`\\r`, erase to end of line) every
-`interval` seconds with events read, the current rate, how far through the
-input file it is (when the source knows its size) and the category counts
+`interval` seconds with events read, the current rate, which sink is failing
+(its writes being retried: since when, events undelivered), how far through
+the input file it is (when the source knows its size) and the category counts
 so far.  It only reads counters (`Stats`) on the event loop, so it costs the
 pipeline nothing per event.  It is used only when stderr is a terminal and
 logs are text (`tetrapipe.cli.main`); log lines written meanwhile clear the line
@@ -40,8 +41,11 @@ def _size(n: float) -> str:
 
 class Progress:
     def __init__(self, stats: Stats, source: Any, out: TextIO | None = None, *, interval: float = 0.25,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 failing: Callable[[], Mapping[str, str]] | None = None) -> None:
         self.stats = stats
+        self.failing = failing  # sink name → last error, while its writes are retried (Pipeline.failing)
+        self._failing_since: dict[str, float] = {}
         self.source = source
         self.out = out if out is not None else sys.stderr
         self.interval = interval
@@ -57,7 +61,7 @@ class Progress:
         if now - then >= self.interval:
             self._rate = (self.stats.received - events_then) / (now - then)
             self._window = (now, self.stats.received)
-        parts = [f"{self.stats.received:,} records", f"{self._rate:,.0f}/s"]
+        parts = [f"{self.stats.received:,} records", f"{self._rate:,.0f}/s", *self._failing_parts(now)]
         progress = self.source.progress if isinstance(self.source, ReportsProgress) else None
         if progress is not None:
             done, total = progress()
@@ -70,6 +74,14 @@ class Progress:
         text = "tetrapipe: " + " · ".join(parts)
         width = width or shutil.get_terminal_size((100, 24)).columns
         return text if len(text) < width else text[:max(10, width - 2)] + "…"
+
+    def _failing_parts(self, now: float) -> list[str]:
+        """'kafka failing for 42 s, 12,000 events undelivered' while a sink's writes are being retried."""
+        failing = self.failing() if self.failing is not None else {}
+        for gone in set(self._failing_since) - set(failing):
+            del self._failing_since[gone]
+        return [f"{name} failing for {now - self._failing_since.setdefault(name, now):.0f} s, "
+                f"{self.stats.in_flight_events:,} events undelivered" for name in sorted(failing)]
 
     def draw(self) -> None:
         self.out.write(CLEAR + self.line())
