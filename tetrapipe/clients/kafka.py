@@ -159,7 +159,7 @@ async def wait_until_reachable(connection: KafkaConnection, what: str, log: Text
         attempt += 1
         client = AIOKafkaClient(**options)
         try:
-            with _quiet_aiokafka():  # its own line per failed connect would double ours
+            with quiet_aiokafka():  # its own line per failed connect would double ours
                 await asyncio.wait_for(client.bootstrap(), max(0.5, min(deadline - time.monotonic(),
                                                                         connection.request_timeout_ms / 1000)))
             return
@@ -201,7 +201,8 @@ def idempotence_refused(exc: BaseException, what: str) -> str | None:
 
 
 @contextlib.contextmanager
-def _quiet_aiokafka() -> Iterator[None]:
+def quiet_aiokafka() -> Iterator[None]:
+    """aiokafka's own log lines muted: for calls whose failure tetrapipe reports itself, with the fix."""
     logger = logging.getLogger("aiokafka")
     level = logger.level
     logger.setLevel(logging.CRITICAL)

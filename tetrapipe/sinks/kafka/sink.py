@@ -47,6 +47,7 @@ from tetrapipe.clients.kafka import (
     KafkaConnectionError,
     KafkaUnreachable,
     idempotence_refused,
+    quiet_aiokafka,
     wait_until_reachable,
 )
 from tetrapipe.event.decode import BadInput
@@ -94,7 +95,8 @@ class _Producer:
                                 replication_factor=replication)
             self.producer = AIOKafkaProducer(**self.options)
             try:
-                await self.producer.start()
+                with quiet_aiokafka():  # its "Unexpected error during InitProducerIdRequest" would precede ours
+                    await self.producer.start()
             except KafkaError as exc:
                 refused = idempotence_refused(exc, self.name) if self.options.get("enable_idempotence") else None
                 if refused is not None:
