@@ -154,3 +154,20 @@ def test_a_failing_sink_is_on_the_line_with_since_when_and_what_is_undelivered()
     failing["kafka"] = "again"
     now[0] += 5
     assert "kafka failing for 0 s" in progress.line(width=300)  # a new outage counts from its own start
+
+
+def test_outputs_show_retries_and_delivered_and_the_undelivered_rest_is_said() -> None:
+    stats = Stats()
+    stats.received = stats.events = 3000
+    stats.sent["stdout"] = 3000
+    stats.sink_errors["kafka"], stats.sink_retries["kafka"] = 1500, 1499  # never delivered anything
+    stats.in_flight_events = 3000
+    table = summary_table(stats, {}, elapsed=1.0)
+    rows = [line.split() for line in table.splitlines() if line.strip()]
+    assert ["output", "retries", "delivered", "not", "selected"] in rows
+    assert ["kafka", "1,499", "0"] in rows and ["stdout", "3,000"] in rows
+    assert table.rstrip().endswith("3,000 events undelivered, not committed (a Kafka or --follow source reads "
+                                   "them again)")
+    assert stats.summary_fields()["undelivered"] == 3000
+    stats.in_flight_events = 0
+    assert "undelivered" not in summary_table(stats, {}, elapsed=1.0) and "undelivered" not in stats.summary_fields()

@@ -137,4 +137,5 @@ class Stats:
                 "not_selected": dict(self.filtered), "sink_retries": dict(self.sink_retries),
                 **({"filtered_out": {scope: dict(n) for scope, n in self.filtered_out.items() if n}}
                    if any(self.filtered_out.values()) else {}),
-                **({"unknown_event_types": unknown} if (unknown := self.unknown_event_types()) else {})}
+                **({"unknown_event_types": unknown} if (unknown := self.unknown_event_types()) else {}),
+                **({"undelivered": self.in_flight_events} if self.in_flight_events else {})}

@@ -12,7 +12,8 @@ first (`tetrapipe.logs.set_live_line`) and the next tick redraws it.
 `summary_table` is the exit summary in text mode: what was read, how fast,
 event types tetrapipe does not know (newer Tetragon ones), and counts per
 category (with its group and share of events), per egress zone and per
-output; numbers with thousands separators (the JSON record keeps raw numbers).
+output (retries, delivered, not selected), and what was left undelivered;
+numbers with thousands separators (the JSON record keeps raw numbers).
 """
 
 from __future__ import annotations
@@ -132,13 +133,18 @@ def summary_table(stats: Stats, groups: Mapping[str, str], elapsed: float) -> st
     if stats.zones:
         rows.append(("egress zone", "", "events", ""))
         rows += [(zone, "", f"{n:,}", "") for zone, n in sorted(stats.zones.items(), key=lambda kv: (-kv[1], kv[0]))]
-    rows.append(("output", "", "events", "not selected"))
-    for sink, n in sorted(stats.sent.items()):
-        rows.append((sink, "", f"{n:,}", f"{stats.filtered[sink]:,}" if stats.filtered[sink] else ""))
+    rows.append(("output", "retries", "delivered", "not selected"))
+    for sink in sorted({*stats.sent, *stats.sink_errors}):  # one that failed before delivering anything too
+        retries, skipped = stats.sink_retries[sink], stats.filtered[sink]
+        rows.append((sink, f"{retries:,}" if retries else "", f"{stats.sent[sink]:,}",
+                     f"{skipped:,}" if skipped else ""))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     headers = {"bad input", "category", "egress zone", "output"}
     for row in rows:
         cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2].rjust(widths[2]), row[3].rjust(widths[3])]
         text = "  " + "  ".join(cells).rstrip()
         lines.append(("\n" + text) if row[0] in headers else text)
+    if stats.in_flight_events:  # read, not acknowledged by every output: not committed
+        lines.append(f"\ntetrapipe: {_count(stats.in_flight_events, 'event')} undelivered, not committed "
+                     "(a Kafka or --follow source reads them again)")
     return "\n".join(lines) + "\n"
