@@ -50,7 +50,7 @@ def test_the_table_has_categories_with_groups_and_shares_zones_and_outputs() -> 
     stats.filtered["stdout"] = 0
     table = summary_table(stats, {"sudo": "security", "egress": "network"}, elapsed=2.0)
     lines = table.splitlines()
-    assert lines[0].startswith("tetrapipe: 1000 records read, 998 events in 2.00 s (500 records/s); 2 bad")
+    assert lines[0].startswith("tetrapipe: 1,000 records read, 998 events in 2.00 s (500 records/s); 2 bad")
     rows = [line.split() for line in lines[1:] if line.strip()]
     assert ["egress", "network", "200", "20.0%"] in rows and ["sudo", "security", "10", "1.0%"] in rows
     assert rows.index(["egress", "network", "200", "20.0%"]) < rows.index(["sudo", "security", "10", "1.0%"])
@@ -98,7 +98,7 @@ def on_terminal(tmp_path: Path, events: int, *extra: str, stdout_too: bool = Fal
 def test_a_run_on_a_terminal_shows_progress_then_the_table(tmp_path: Path) -> None:
     screen = on_terminal(tmp_path, 60_000)
     assert CLEAR in screen and "records · " in screen and "% of " in screen, screen[:500]
-    assert "60000 records read" in screen and "category" in screen and "share" in screen
+    assert "60,000 records read" in screen and "category" in screen and "share" in screen
     assert not any(line.lstrip(CLEAR).startswith("{") for line in screen.splitlines()), "JSON logs on a terminal"
 
 
@@ -111,4 +111,63 @@ def test_no_progress_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
 
 def test_no_progress_when_the_events_themselves_go_to_the_terminal(tmp_path: Path) -> None:
     screen = on_terminal(tmp_path, 2000, "--format", "summary", stdout_too=True)
-    assert CLEAR not in screen and "2000 records read" in screen  # the table still ends the run
+    assert CLEAR not in screen and "2,000 records read" in screen  # the table still ends the run
+
+
+def test_unknown_event_types_are_listed_and_counts_are_for_people() -> None:
+    from tetrapipe.event.decode import LineDecoder
+    from tetrapipe.event.envelope import Batch, Envelope
+
+    stats = Stats()
+    lines = [b'{"process_connect":{"process":{"binary":"/bin/nc"}},"time":"t"}'] * 1234
+    lines.append(b'{"process_exec":{"process":{"binary":"/bin/ls"}},"time":"t"}')
+    batch = Batch([Envelope(line, i) for i, line in enumerate(lines)], None)
+    decoder = LineDecoder()
+    for env in batch.envelopes:
+        env.decoded = decoder.decode(env.raw)
+    batch.good = batch.envelopes  # as the processor leaves it: every record decoded
+    stats.count_batch(batch)
+    stats.incomplete = 1
+    assert stats.unknown_event_types() == {"process_connect": 1234}
+    assert stats.summary_fields()["unknown_event_types"] == {"process_connect": 1234}  # raw numbers in JSON
+    assert "unknown_event_types" not in Stats().summary_fields()
+    table = summary_table(stats, {}, elapsed=1.0)
+    assert table.splitlines()[0].startswith("tetrapipe: 1,235 records read, 1,235 events in 1.00 s")
+    assert "1 incomplete event forwarded" in table and "0 blank lines skipped" in table
+    assert "unknown event types, forwarded untagged: process_connect 1,234" in table
+
+
+def test_a_failing_sink_is_on_the_line_with_since_when_and_what_is_undelivered() -> None:
+    now = [100.0]
+    failing: dict[str, str] = {}
+    stats = Stats()
+    progress = Progress(stats, FileLike(0, None), io.StringIO(), clock=lambda: now[0], failing=lambda: failing)
+    stats.received, stats.in_flight_events = 5000, 1200
+    assert "failing" not in progress.line(width=300)
+    failing["kafka"] = "KafkaTimeoutError"
+    assert "kafka failing for 0 s, 1,200 events undelivered" in progress.line(width=300)
+    now[0] += 42
+    line = progress.line(width=300)
+    assert line.split(" · ")[2] == "kafka failing for 42 s, 1,200 events undelivered"  # early: never cut off
+    failing.clear()
+    assert "failing" not in progress.line(width=300)
+    failing["kafka"] = "again"
+    now[0] += 5
+    assert "kafka failing for 0 s" in progress.line(width=300)  # a new outage counts from its own start
+
+
+def test_outputs_show_retries_and_delivered_and_the_undelivered_rest_is_said() -> None:
+    stats = Stats()
+    stats.received = stats.events = 3000
+    stats.sent["stdout"] = 3000
+    stats.sink_errors["kafka"], stats.sink_retries["kafka"] = 1500, 1499  # never delivered anything
+    stats.in_flight_events = 3000
+    table = summary_table(stats, {}, elapsed=1.0)
+    rows = [line.split() for line in table.splitlines() if line.strip()]
+    assert ["output", "retries", "delivered", "not", "selected"] in rows
+    assert ["kafka", "1,499", "0"] in rows and ["stdout", "3,000"] in rows
+    assert table.rstrip().endswith("3,000 events undelivered, not committed (a Kafka or --follow source reads "
+                                   "them again)")
+    assert stats.summary_fields()["undelivered"] == 3000
+    stats.in_flight_events = 0
+    assert "undelivered" not in summary_table(stats, {}, elapsed=1.0) and "undelivered" not in stats.summary_fields()

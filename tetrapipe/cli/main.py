@@ -34,6 +34,7 @@ from tetrapipe import __version__
 from tetrapipe.cli.config_test import add_test_parser, cmd_test
 from tetrapipe.cli.policies import add_policies_parser, cmd_policies
 from tetrapipe.cli.workers import attach_workers, workers_count
+from tetrapipe.config.check import check_config
 from tetrapipe.config.kafka import KafkaConfigError, add_kafka_arguments, build_kafka, exactly_once_options
 from tetrapipe.config.kafka import resolve as resolve_kafka
 from tetrapipe.config.root import (
@@ -73,7 +74,7 @@ examples:
   kubectl logs -n kube-system ds/tetragon -c export-stdout -f | tetrapipe run --format summary
   tetrapipe run --input tetragon.log --only sudo --only suid --format summary
   POD_CIDR=10.244.0.0/16 SERVICE_CIDR=10.96.0.0/12 tetrapipe run < events.jsonl
-  tetrapipe run --config tetrapipe.yaml --dead-letter bad.jsonl < events.jsonl
+  tetrapipe run --config config/example.yaml --dead-letter bad.jsonl < events.jsonl
 
 exit status:
   0  the input ended, a SIGTERM/SIGINT drain finished, or stdout's reader went away (| head)
@@ -81,6 +82,7 @@ exit status:
   2  the input could not be read, or the configuration is invalid
   3  a signal's drain did not finish: the --grace period ran out (or a second signal came) with read
      input undelivered — not committed, a Kafka or --follow source redoes it — or an output hung on close
+  4  Kafka (the input or an output) did not answer at startup within --kafka-startup-timeout (default 30 s)
 """
 
 FINISH_TIMEOUT = 0.2  # after the pipeline returned: stopping the progress line and the status server
@@ -178,10 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     cats.add_argument("--markdown", action="store_true", help="print the library documentation page")
 
     check = commands.add_parser("check-config", help="validate a config file",
-                                description="Validate a config file: every wrong key or type is named by its path.",
+                                description="Validate a config file: every problem is reported at once, each as "
+                                            "FILE:LINE: message with its key path.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="examples:\n  tetrapipe check-config config/example.yaml\n"
-                                       "  exit status 0 when valid, 2 with the offending path otherwise\n")
+                                       "  exit status 0 when valid, 2 otherwise (also for an empty file)\n")
     check.add_argument("file", metavar="FILE")
     add_policies_parser(commands)
     add_test_parser(commands)
@@ -249,7 +252,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KafkaConfigError as exc:
         raise ConfigFileError(str(exc)) from None
     pipeline = Pipeline(source, processor, sinks, dead_letter=dead_letter, stats=stats, grace=args.grace,
-                        readiness=[peers.not_ready] if peers is not None else (), **exactly_once)
+                        readiness=[peers.not_ready] if peers is not None else (),
+                        hint_after_events=config.input.hint_after_events, **exactly_once)
     reloader = Reloader(lambda: load_configuration(args), loaded, processor, stats=stats, only=args.only,
                         category_bound_outputs=category_bound,
                         peers=peers.resolver if peers is not None else None)
@@ -272,7 +276,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     events_on_screen = any(isinstance(s, StdoutSink) for s in sinks) and sys.stdout.isatty()
     if not (args.quiet or args.no_progress or events_on_screen) and current_log_format() == "text" \
             and sys.stderr.isatty():  # a person watches stderr, and the events do not scroll through it
-        progress = Progress(stats, source)
+        progress = Progress(stats, source, failing=lambda: pipeline.failing)
     tune_gc()
     summary = RunSummary(stats, lambda: reloader.current.tagger.groups, quiet=args.quiet)
     code, left_running = _run_to_end(_run_with_signals(pipeline, status, reloader, progress,
@@ -601,18 +605,15 @@ def cmd_categories(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = load_config(args.file)
-    tagger = build_tagger(config.library)
-    build_filters(config)  # regexes, CEL, field paths, rate limits: errors name their key path
-    build_classifier(config.egress, config.egress.pod_cidrs, config.egress.service_cidrs)
     run_defaults = build_parser().parse_args(["run"])  # no flags: the file (and env) alone
-    build_peers(run_defaults, config.peers)  # options, and the static file's entries (nothing is started)
-    try:
-        if config.kafka is not None:
-            resolve_kafka(run_defaults, config.kafka)
-        build_otlp_sinks(run_defaults, config.otlp, None, group_of=dict(tagger.groups))
-    except (KafkaConfigError, OtlpConfigError) as exc:
-        raise ConfigFileError(str(exc)) from None
+    config, problems = check_config(args.file, more=(
+        lambda c: build_peers(run_defaults, c.peers),  # options, and the static file's entries (nothing is started)
+        lambda c: c.kafka is not None and resolve_kafka(run_defaults, c.kafka),
+        lambda c: build_otlp_sinks(run_defaults, c.otlp, None, group_of=dict(build_tagger(c.library).groups))))
+    if config is None:  # every problem of the file, one per line (tetrapipe.config.check)
+        raise ConfigFileError(problems[0] if len(problems) == 1 else
+                              f"{len(problems)} problems:\n" + "\n".join(f"  {p}" for p in problems))
+    tagger = build_tagger(config.library)
     print(f"{args.file}: valid ({len(tagger.categories)} categories, {len(config.egress.zones)} custom zones)")
     return 0
 

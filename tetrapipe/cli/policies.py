@@ -10,6 +10,7 @@ from typing import Any
 from tetrapipe.config.root import ConfigFileError, load_config, resolve_cidrs
 from tetrapipe.rules.library import LibraryError, load_library
 from tetrapipe.rules.policies import PolicyError, load_policies, policies_table, render, write_rendered
+from tetrapipe.rules.tetragon_export import hint_lines
 
 
 def add_policies_parser(subparsers: Any) -> None:
@@ -18,7 +19,7 @@ def add_policies_parser(subparsers: Any) -> None:
                 "  tetrapipe policies render --pod-cidr 10.244.0.0/16 --service-cidr 10.96.0.0/12 \\\n"
                 "      | kubectl apply -f -\n"
                 "  POD_CIDR=10.244.0.0/16 SERVICE_CIDR=10.96.0.0/12 tetrapipe policies render egress\n"
-                "  tetrapipe policies render --config tetrapipe.yaml --output policies/\n")
+                "  tetrapipe policies render --config config/example.yaml --output policies/\n")
     raw = argparse.RawDescriptionHelpFormatter
     cmd = subparsers.add_parser("policies", help="list or render the shipped TracingPolicies", epilog=examples,
                                 formatter_class=raw,
@@ -43,8 +44,9 @@ def cmd_policies(args: argparse.Namespace) -> int:
     """Run `policies list|render`; 0 on success, 2 with a `tetrapipe: ` message on a user error."""
     try:
         config = load_config(args.config)
+        library = load_library(config.library)
         if args.policies_command == "list":
-            sys.stdout.write(policies_table(load_policies(), load_library(config.library)))
+            sys.stdout.write(policies_table(load_policies(), library))
             return 0
         rendered = render(args.names, resolve_cidrs(args.pod_cidr, "POD_CIDR", config.egress.pod_cidrs),
                           resolve_cidrs(args.service_cidr, "SERVICE_CIDR", config.egress.service_cidrs))
@@ -53,6 +55,8 @@ def cmd_policies(args: argparse.Namespace) -> int:
                 print(f"wrote {path}")
         else:
             sys.stdout.write("---\n".join(rendered.values()))
+        # The policies alone are not enough: Tetragon's export defaults drop some of their events.
+        sys.stderr.write("\n".join(hint_lines(library)) + "\n")
         return 0
     except (PolicyError, ConfigFileError, LibraryError, OSError) as exc:
         sys.stderr.write(f"tetrapipe: {exc}\n")

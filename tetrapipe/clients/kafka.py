@@ -13,12 +13,18 @@ KAFKA_SSL_CAFILE, KAFKA_SSL_CERTFILE, KAFKA_SSL_KEYFILE, KAFKA_SSL_KEY_PASSWORD[
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TextIO
 
 import msgspec
+
+from tetrapipe.logs import emit
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -39,6 +45,11 @@ class KafkaConnectionError(ValueError):
     """Connection settings that cannot work (e.g. SASL without a password); names the setting."""
 
 
+class KafkaUnreachable(ConnectionError):
+    """No bootstrap server answered within `startup_timeout`: the cause of the source's or sink's start error
+    (the run exits with the same code whether Kafka is its input or its output: tetrapipe.pipeline.runner)."""
+
+
 class KafkaConnection(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """Cluster address and credentials (config key `kafka.connection`)."""
 
@@ -57,6 +68,8 @@ class KafkaConnection(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=
     ssl_key_password_file: str | None = None
     ssl_check_hostname: bool = True
     request_timeout_ms: int = 30_000
+    # At startup, how long to retry a cluster that does not answer (a broker still starting) before giving up.
+    startup_timeout: Annotated[float, msgspec.Meta(ge=0)] = 30.0
 
     def __repr__(self) -> str:
         shown = {f: getattr(self, f) for f in self.__struct_fields__ if getattr(self, f) is not None}
@@ -124,3 +137,76 @@ class KafkaConnection(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=
             raise KafkaConnectionError(f"TLS files: {exc}") from None
         context.check_hostname = self.ssl_check_hostname
         return context
+
+
+STARTUP_RETRY_MAX = 5.0  # seconds between startup attempts, at most (from 0.5 s, doubling)
+
+
+async def wait_until_reachable(connection: KafkaConnection, what: str, log: TextIO | None = None) -> None:
+    """Return once a bootstrap server answers a metadata request; until then retry, one WARNING per failed
+    attempt, for `startup_timeout` seconds, then raise KafkaUnreachable naming the address and the settings.
+
+    Settings that cannot work (KafkaConnectionError) are raised at once: waiting would not fix them.
+    """
+    from aiokafka.client import AIOKafkaClient  # local: only Kafka runs import the client
+    from aiokafka.errors import KafkaError
+
+    options = connection.client_options()
+    budget = connection.startup_timeout
+    deadline = time.monotonic() + budget
+    delay, attempt = 0.5, 0
+    while True:
+        attempt += 1
+        client = AIOKafkaClient(**options)
+        try:
+            with quiet_aiokafka():  # its own line per failed connect would double ours
+                await asyncio.wait_for(client.bootstrap(), max(0.5, min(deadline - time.monotonic(),
+                                                                        connection.request_timeout_ms / 1000)))
+            return
+        except (KafkaError, OSError, TimeoutError) as exc:
+            error = _describe(exc)
+        finally:
+            await client.close()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            attempts = f"{attempt} attempt{'s' if attempt > 1 else ''}"
+            raise KafkaUnreachable(
+                f"{what}: Kafka at {connection.bootstrap_servers} did not answer in {budget:g} s ({attempts}; "
+                f"last: {error}); check --kafka-bootstrap / kafka.connection.bootstrap_servers, or "
+                "wait longer with --kafka-startup-timeout / kafka.connection.startup_timeout")
+        wait = min(delay, left)
+        emit(log, "warning", f"{what}: Kafka at {connection.bootstrap_servers} not reachable (attempt {attempt}: "
+                             f"{error}); retrying in {wait:.1f} s, for {left:.0f} s more", attempt=attempt)
+        await asyncio.sleep(wait)
+        delay = min(delay * 2, STARTUP_RETRY_MAX)
+
+
+def _describe(exc: BaseException) -> str:
+    text, name = str(exc), type(exc).__name__
+    return text if text.startswith(name) else f"{name}: {text}" if text else name
+
+
+# Error names a broker answers InitProducerId with when it will not give an idempotent producer its id:
+# Tansu (UNKNOWN_SERVER_ERROR to aiokafka's v0 request), brokers too old for it, or no IDEMPOTENT_WRITE right.
+_IDEMPOTENCE_REFUSALS = ("UnknownError", "UnsupportedVersionError", "ClusterAuthorizationFailedError")
+
+
+def idempotence_refused(exc: BaseException, what: str) -> str | None:
+    """What to say when an idempotent producer's start failed the way a broker refusing idempotence fails it."""
+    if type(exc).__name__ not in _IDEMPOTENCE_REFUSALS:
+        return None
+    return (f"{what}: the broker refused the idempotent producer ({type(exc).__name__}: {exc}); for a broker "
+            "without idempotent-producer support (Tansu, some managed services) run with --kafka-no-idempotence, "
+            "or set kafka.sink.idempotence: false (and kafka.dead_letter.idempotence: false) in the config file")
+
+
+@contextlib.contextmanager
+def quiet_aiokafka() -> Iterator[None]:
+    """aiokafka's own log lines muted: for calls whose failure tetrapipe reports itself, with the fix."""
+    logger = logging.getLogger("aiokafka")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

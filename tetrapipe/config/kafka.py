@@ -98,6 +98,16 @@ def add_kafka_arguments(run: argparse.ArgumentParser) -> None:
     g.add_argument("--kafka-exactly-once", action="store_true",
                    help="exactly once, Kafka to Kafka: outputs and input offsets in one transaction "
                         "(Apache Kafka; read the outputs with isolation.level=read_committed)")
+    g.add_argument("--kafka-startup-timeout", type=_seconds, metavar="SECONDS",
+                   help="at startup, retry an unreachable cluster this long, then exit 4 "
+                        "(default 30; kafka.connection.startup_timeout)")
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # also NaN
+        raise argparse.ArgumentTypeError("must be a number of seconds, 0 or more")
+    return value
 
 
 def _env_list(value: str | None) -> list[str]:
@@ -116,7 +126,8 @@ def resolve(args: argparse.Namespace, section: KafkaSection | None,
     env = os.environ if environ is None else environ
     section = section or KafkaSection()
     try:
-        connection = _replace(section.connection.with_env(env), bootstrap_servers=args.kafka_bootstrap)
+        connection = _replace(section.connection.with_env(env), bootstrap_servers=args.kafka_bootstrap,
+                              startup_timeout=getattr(args, "kafka_startup_timeout", None))
     except KafkaConnectionError as exc:
         raise KafkaConfigError(str(exc)) from None
     topics = args.kafka_topic or _env_list(env.get("KAFKA_TOPICS")) or None

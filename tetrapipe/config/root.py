@@ -4,6 +4,7 @@ Layout (every section optional; `tetrapipe run` needs no file at all):
 
     input:
       max_depth: 64     # deepest JSON nesting accepted (deeper: dead-lettered as too_deep)
+      hint_after_events: 100000  # then one INFO line if a type some category needs never came; 0: off
     library:            # see tetrapipe.rules.library.LibraryConfig
       categories: [...] # additions / overrides by id
       disable: [...]
@@ -83,6 +84,9 @@ class InputConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
     """How input records are decoded (`--max-depth` overrides `max_depth`)."""
 
     max_depth: Annotated[int, msgspec.Meta(ge=1, le=MAX_DEPTH_LIMIT)] = DEFAULT_MAX_DEPTH
+    # After this many events, one INFO line names the Tetragon setting likely hiding a needed event type
+    # (tetrapipe.pipeline.hints); 0: never.
+    hint_after_events: Annotated[int, msgspec.Meta(ge=0)] = 100_000
 
 
 class PeersKubernetesConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):

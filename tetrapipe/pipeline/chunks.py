@@ -43,7 +43,7 @@ from tetrapipe.sinks.base import Selection
 
 _ALREADY_REJECTED = BadInput("too_large", "rejected by the source")  # a placeholder: the parent keeps its own
 
-Key = tuple[tuple[str, ...], tuple[str, ...], "str | None", bool]  # categories, groups, zone, incomplete
+Key = tuple[tuple[str, ...], tuple[str, ...], "str | None", bool, str]  # categories, groups, zone, incomplete, type
 Bad = tuple[int, "bytes | None", str, str, bool]
 
 
@@ -121,7 +121,7 @@ def fill(processor: Processor, fmt: Format | None, selection: Selection, chunk: 
         egress = decoded.egress  # type: ignore[union-attr]
         tags = env.tags
         key = (tags.categories, tags.groups, egress.zone if egress is not None else None,
-               bool(decoded.incomplete))  # type: ignore[union-attr]
+               bool(decoded.incomplete), decoded.etype)  # type: ignore[union-attr]
         number = known.get(key)
         if number is None:
             number = known[key] = len(table)
@@ -153,11 +153,12 @@ class _Egress:
 class Seen:
     """What the parent keeps of a decoded event: what `Stats.count_batch` reads."""
 
-    __slots__ = ("egress", "incomplete")
+    __slots__ = ("egress", "etype", "incomplete")
 
-    def __init__(self, egress: _Egress | None, incomplete: bool) -> None:
+    def __init__(self, egress: _Egress | None, incomplete: bool, etype: str) -> None:
         self.egress = egress
         self.incomplete = incomplete
+        self.etype = etype  # Stats.event_types: the run summary's unknown types, the setup hints
 
 
 class Applier:
@@ -166,7 +167,7 @@ class Applier:
     def __init__(self, dropped: Counter[str]) -> None:
         self.dropped = dropped  # the run's Stats.filtered_out["*"]
         self._tags: dict[tuple[tuple[str, ...], tuple[str, ...]], Tags] = {}
-        self._seen: dict[tuple[str | None, bool], Seen] = {}
+        self._seen: dict[tuple[str | None, bool, str], Seen] = {}
 
     def apply(self, batch: Batch, result: ChunkResult) -> None:
         envelopes = batch.envelopes
@@ -197,13 +198,14 @@ class Applier:
 
 
     def _resolve(self, key: Key) -> tuple[Tags, Seen]:
-        categories, groups, zone, incomplete = key
+        categories, groups, zone, incomplete, etype = key
         tags = self._tags.get((categories, groups))
         if tags is None:
             tags = self._tags[(categories, groups)] = Tags(categories, groups, {}, tags_head(categories, groups))
-        seen = self._seen.get((zone, incomplete))
+        seen = self._seen.get((zone, incomplete, etype))
         if seen is None:
-            seen = self._seen[(zone, incomplete)] = Seen(_Egress(zone) if zone is not None else None, incomplete)
+            seen = self._seen[(zone, incomplete, etype)] = Seen(_Egress(zone) if zone is not None else None,
+                                                                incomplete, etype)
         return tags, seen
 
 

@@ -51,11 +51,13 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TextIO
 
+from tetrapipe.clients.kafka import KafkaUnreachable
 from tetrapipe.event.envelope import Batch
 from tetrapipe.logs import emit
 from tetrapipe.pipeline.commit import Committer
 from tetrapipe.pipeline.delivery import CANCEL_TIMEOUT, Delivery, RetryPolicy, cancel_and_wait
 from tetrapipe.pipeline.filtering import ALL_SINKS
+from tetrapipe.pipeline.hints import SetupHints
 from tetrapipe.pipeline.processor import Processor
 from tetrapipe.pipeline.report import BadInputReporter
 from tetrapipe.pipeline.stats import Stats
@@ -66,6 +68,7 @@ from tetrapipe.sources.base import Drains, ReadsOnce, ReportsReadiness, Source, 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INPUT_UNREADABLE = 2
+EXIT_UNREACHABLE = 4  # a Kafka cluster (input or output alike) did not answer within its startup_timeout
 EXIT_DRAIN_INCOMPLETE = 3  # stopped with read input undelivered (not committed) or a close abandoned
 
 STOP_MARGIN = 1.5  # seconds past the grace deadline for cancelling (CANCEL_TIMEOUT) and closing
@@ -85,7 +88,7 @@ class Pipeline:
                  max_in_flight: int = 8, grace: float = 30.0, retry: RetryPolicy | None = None,
                  max_delivery_events: int = 4096,
                  log: TextIO | None = None,
-                 readiness: Sequence[Callable[[], str | None]] = (),
+                 readiness: Sequence[Callable[[], str | None]] = (), hint_after_events: int = 0,
                  transaction: GroupTransaction | None = None) -> None:
         self.source = source
         self.readiness = list(readiness)  # more checks for /readyz: each returns a reason not ready, or None
@@ -111,6 +114,8 @@ class Pipeline:
         self.transaction = transaction  # None: deliver, then the committer commits positions (at-least-once)
         processor.dropped = self.stats.filtered_out[ALL_SINKS]  # the top-level filters count into the run's stats
         self.summaries = Summaries(processor, self.delivery)  # rate-limit/dedup summary records
+        # "no process_loader event in 100k: Tetragon's allow list?" (tetrapipe.pipeline.hints); 0: off
+        self.hints = SetupHints(lambda: [c.category for c in processor.tagger.categories], hint_after_events, log)
         if isinstance(source, Drains):
             source.bind_drain(self.drain)
 
@@ -166,7 +171,7 @@ class Pipeline:
                 return self._abandoned(f"starting {self.source.name}")
         except SourceError as exc:
             self._say(str(exc), "error")
-            return EXIT_INPUT_UNREADABLE
+            return EXIT_UNREACHABLE if isinstance(exc.__cause__, KafkaUnreachable) else EXIT_INPUT_UNREADABLE
         started: list[Any] = []
         try:
             for component in [*self.sinks, *([self.dead_letter] if self.dead_letter else [])]:
@@ -175,7 +180,7 @@ class Pipeline:
                         return self._abandoned(f"starting {component.name}")
                 except SinkError as exc:  # e.g. an output topic missing and creation disabled
                     self._say(f"cannot start {component.name}: {exc}", "error", sink=component.name)
-                    return EXIT_FAILED
+                    return EXIT_UNREACHABLE if isinstance(exc.__cause__, KafkaUnreachable) else EXIT_FAILED
                 started.append(component)
             reader = asyncio.create_task(self._read(), name="tetrapipe-reader")
             writer = asyncio.create_task(self._write(), name="tetrapipe-writer")
@@ -343,6 +348,7 @@ class Pipeline:
         batch.read_at = time.monotonic()
         self.processor.process(batch)
         self.stats.count_batch(batch)
+        self.hints.check(self.stats)
         for env in batch.bad:
             self.reporter.report(env)
         self.committer.register(batch)

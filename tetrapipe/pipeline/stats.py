@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
+from tetrapipe.event.model import KNOWN_TYPES
+
 if TYPE_CHECKING:
     from tetrapipe.event.envelope import Batch, Envelope
 
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                    60.0, 300.0)
 _categories_of = attrgetter("tags.categories")
+_etype_of = attrgetter("decoded.etype")
+_KNOWN_TYPES = frozenset(KNOWN_TYPES)
 
 
 class Histogram:
@@ -59,6 +63,7 @@ class Stats:
         self.dead_lettered = 0
         self.dead_lettered_by_reason: Counter[str] = Counter()
         self.categories: Counter[str] = Counter()
+        self.event_types: Counter[str] = Counter()  # Tetragon event type (process_exec, ...) → events
         self.zones: Counter[str] = Counter()
         self.sent: Counter[str] = Counter()  # sink name → events acknowledged
         # sink name → (categories tuple → events acknowledged); () is "untagged"
@@ -81,6 +86,7 @@ class Stats:
         """Update the per-event counters for a processed batch."""
         self.received += len(batch.envelopes)
         self.events += len(batch.good)
+        self.event_types.update(map(_etype_of, batch.good))  # counted in C
         cats = self.categories
         zones = self.zones
         tally = batch.tally
@@ -126,6 +132,10 @@ class Stats:
                 out[cat] += n
         return out
 
+    def unknown_event_types(self) -> dict[str, int]:
+        """Event types tetrapipe has no model for (newer Tetragon ones, e.g. process_connect): forwarded untagged."""
+        return {etype: n for etype, n in sorted(self.event_types.items()) if etype not in _KNOWN_TYPES}
+
     def summary_fields(self) -> dict[str, object]:
         """The exit summary as data (the JSON log's `run summary` record)."""
         return {"records_read": self.received, "events": self.events, "bad": dict(self.bad),
@@ -133,4 +143,6 @@ class Stats:
                 "categories": dict(self.categories), "zones": dict(self.zones), "sent": dict(self.sent),
                 "not_selected": dict(self.filtered), "sink_retries": dict(self.sink_retries),
                 **({"filtered_out": {scope: dict(n) for scope, n in self.filtered_out.items() if n}}
-                   if any(self.filtered_out.values()) else {})}
+                   if any(self.filtered_out.values()) else {}),
+                **({"unknown_event_types": unknown} if (unknown := self.unknown_event_types()) else {}),
+                **({"undelivered": self.in_flight_events} if self.in_flight_events else {})}

@@ -3,7 +3,9 @@
 `categories_markdown()` is the source of `docs/library.md` (a test keeps the
 committed file equal to it): per category its description, use case, the
 TracingPolicy that produces its events, the rule tetrapipe applies (the match
-condition as bullets, `$params` resolved), the summary template and an example.
+condition as bullets, `$params` resolved), the summary template and an example;
+before them, which categories Tetragon's Helm export defaults hide and the fix
+(`tetrapipe.rules.tetragon_export`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tetrapipe.rules.library import Category, Condition
+from tetrapipe.rules.tetragon_export import markdown_section as tetragon_defaults_section
 
 POLICIES_LINK = "../config/policies"  # relative to docs/library.md
 NO_POLICY = "None: base process execution events suffice."
@@ -56,6 +59,7 @@ def categories_markdown(categories: Sequence[Category], policy_files: Mapping[st
     out += [f"| [`{c.id}`](#{c.id}) | {c.group} | {c.title} | {f'`{c.policy}`' if c.policy else 'none'} |"
             for c in categories]
     out.append("")
+    out += tetragon_defaults_section(categories)
     for c in categories:
         out += _category_section(c, policy_files)
     return "\n".join(out).rstrip("\n") + "\n"

@@ -42,7 +42,14 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import murmur2
 
-from tetrapipe.clients.kafka import KafkaConnection, KafkaConnectionError
+from tetrapipe.clients.kafka import (
+    KafkaConnection,
+    KafkaConnectionError,
+    KafkaUnreachable,
+    idempotence_refused,
+    quiet_aiokafka,
+    wait_until_reachable,
+)
 from tetrapipe.event.decode import BadInput
 from tetrapipe.event.envelope import Envelope
 from tetrapipe.formats import build_format
@@ -83,15 +90,29 @@ class _Producer:
 
     async def start(self, topics: Sequence[str], create: bool, partitions: int, replication: int) -> None:
         try:
+            await wait_until_reachable(self.connection, self.name)  # a broker still starting: retried a while
             await ensure_topics(self.connection, topics, create=create, partitions=partitions,
                                 replication_factor=replication)
             self.producer = AIOKafkaProducer(**self.options)
-            await self.producer.start()
+            try:
+                with quiet_aiokafka():  # its "Unexpected error during InitProducerIdRequest" would precede ours
+                    await self.producer.start()
+            except KafkaError as exc:
+                refused = idempotence_refused(exc, self.name) if self.options.get("enable_idempotence") else None
+                if refused is not None:
+                    raise SinkError(refused, retryable=False) from None
+                raise
             for topic in topics:
                 self.partitions[topic] = sorted(await self.producer.partitions_for(topic))
+        except KafkaUnreachable as exc:
+            await self.close()
+            raise SinkError(str(exc), retryable=False) from exc  # the cause: same exit code as for the input
         except (KafkaError, KafkaConnectionError, OSError) as exc:
             await self.close()
             raise SinkError(f"{self.name}: {exc}", retryable=False) from None
+        except SinkError:
+            await self.close()
+            raise
 
     async def close(self) -> None:
         if self.producer is not None:

@@ -163,6 +163,44 @@ class HttpClient:
                     conn.abort()
 
 
+# HTTP/2 "prior knowledge" (h2c): the client preface, then an empty SETTINGS frame (RFC 9113 3.4).
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+_H2_SETTINGS = 0x04
+
+
+async def speaks_only_http2(host: str, port: int, timeout: float = 2.0) -> bool | None:
+    """Whether a plaintext endpoint answers HTTP/2 prior knowledge but not HTTP/1.1 — a gRPC port.
+
+    True: HTTP/2 only; False: it answers HTTP/1.1 (the failure was something else); None: cannot tell
+    (refused, timed out, neither).  Two short-lived connections; used only after a failed request.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            if await _first_bytes(host, port, b"GET / HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n",
+                                  7) == b"HTTP/1.":
+                return False
+            head = await _first_bytes(host, port, _H2_PREFACE, 9)
+    except (OSError, TimeoutError):
+        return None
+    return True if len(head) == 9 and head[3] == _H2_SETTINGS else None
+
+
+async def _first_bytes(host: str, port: int, request: bytes, n: int) -> bytes:
+    """The first `n` bytes the server answers `request` with (fewer if it closes or resets first)."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        try:
+            return await reader.readexactly(n)
+        except asyncio.IncompleteReadError as exc:
+            return exc.partial
+        except ConnectionError:
+            return b""
+    finally:
+        writer.transport.abort()
+
+
 async def _closed(conn: _Conn) -> None:
     with contextlib.suppress(OSError, ssl.SSLError):
         await conn.writer.wait_closed()

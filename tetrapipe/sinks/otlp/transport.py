@@ -38,7 +38,7 @@ from typing import Any
 
 import msgspec
 
-from tetrapipe.sinks.otlp.http import HttpClient, HttpProtocolError
+from tetrapipe.sinks.otlp.http import HttpClient, HttpProtocolError, speaks_only_http2
 
 LOGS_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 GZIP_LEVEL = 1  # throughput first: level 1 keeps most of the gain at a fraction of the CPU
@@ -52,6 +52,8 @@ _TOO_LARGE_TEXT = ("larger than max", "too large", "message length")
 _CERT_UNVERIFIED_TEXT = ("CERTIFICATE_VERIFY_FAILED", "Hostname Verification Check failed",
                          "is not in peer certificate")
 _CERT_HINT = "the server's certificate is not trusted: check tls.ca_file and the endpoint's host name"
+# What grpcio says when the endpoint is an HTTP server: HTTP/2 without the gRPC service (404), or HTTP/1.x only.
+_HTTP_SERVER_TEXT = ("Received http2 header with status: 404", "Trying to connect an http1.x server")
 
 
 class ExportError(Exception):
@@ -249,7 +251,7 @@ class GrpcTransport:
         try:
             response = call.result()
         except self._grpc.RpcError as exc:
-            raise _grpc_error(exc) from None
+            raise _grpc_error(exc, self.settings.url) from None
         return partial_success_protobuf(response or b"")
 
     async def close(self) -> None:
@@ -266,9 +268,13 @@ def _read_tls_files(settings: TransportSettings) -> tuple[bytes | None, bytes | 
     return read(settings.ca_file), read(settings.client_key_file), read(settings.client_cert_file)
 
 
-def _grpc_error(exc: Any) -> ExportError:
+def _grpc_error(exc: Any, url: str = "") -> ExportError:
     code = exc.code().name
     details = exc.details() or ""
+    if any(t in details for t in _HTTP_SERVER_TEXT):  # retrying cannot help: the wrong protocol for the port
+        return ExportError("fatal", f"gRPC {code}: {details} — {url} is an HTTP endpoint, not OTLP/gRPC: use "
+                                    "--otlp-protocol http/protobuf (protocol: http/protobuf), or the collector's "
+                                    "gRPC port (usually 4317)")
     hint = None
     for key, value in exc.trailing_metadata() or ():
         if key == "grpc-status-details-bin" and isinstance(value, bytes):
@@ -299,6 +305,17 @@ class HttpTransport:
             headers["Content-Encoding"] = "gzip"
         headers.update(dict(settings.headers))
         self._headers = headers
+        self._protocol_checked = settings.url.startswith("https:")  # the probe speaks plaintext HTTP/2 only
+
+    async def _speaks_grpc(self, exc: BaseException) -> bool:
+        """After a reset or a non-HTTP/1.1 answer: is this a gRPC (HTTP/2-only) port?  Probed until the
+        answer is clear (a refused connection tells nothing), then never again."""
+        if self._protocol_checked or not isinstance(
+                exc, (ConnectionResetError, asyncio.IncompleteReadError, HttpProtocolError)):
+            return False
+        only_http2 = await speaks_only_http2(self._client.host, self._client.port, min(2.0, self.settings.timeout))
+        self._protocol_checked = only_http2 is not None
+        return only_http2 is True
 
     async def export(self, body: bytes) -> Accepted:
         if self.settings.compression == "gzip":
@@ -309,10 +326,18 @@ class HttpTransport:
         except ssl.SSLCertVerificationError as exc:
             raise ExportError("fatal", f"HTTP request failed ({_CERT_HINT}): {exc!r}") from None
         except (OSError, TimeoutError, asyncio.IncompleteReadError, HttpProtocolError) as exc:
+            if await self._speaks_grpc(exc):
+                raise ExportError("fatal", f"HTTP request failed: {exc!r} — {self._client.host}:{self._client.port} "
+                                           "speaks HTTP/2 only, like an OTLP/gRPC port (usually 4317), not "
+                                           "OTLP/HTTP: use --otlp-protocol grpc (protocol: grpc) with endpoint "
+                                           f"http://{self._client.host_header}, or the collector's HTTP port "
+                                           "(usually 4318)") from None
             raise ExportError("retry", f"HTTP request failed: {exc!r}") from None
         if 200 <= status < 300:
             return partial_success_json(data) if self.json else partial_success_protobuf(data)
-        message = f"HTTP {status}: {_error_text(data, headers)}"
+        message = f"HTTP {status}: {_error_text(data, headers)}".rstrip(": ")
+        if status == 404:  # the server answers, but not at this path
+            message += f" — nothing at {self.settings.url}: OTLP/HTTP collectors take logs at /v1/logs"
         if status in (408, 429) or status >= 500:
             return _raise(ExportError("retry", message, retry_after_seconds(headers.get("retry-after"))))
         if status == 413:

@@ -46,7 +46,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from tetrapipe.clients.connectivity import ConnectivityProbe
-from tetrapipe.clients.kafka import KafkaConnection, KafkaConnectionError
+from tetrapipe.clients.kafka import KafkaConnection, KafkaConnectionError, KafkaUnreachable, wait_until_reachable
 from tetrapipe.event.envelope import Batch, Envelope
 from tetrapipe.logs import emit
 from tetrapipe.sources.base import DrainFn, SourceError
@@ -129,6 +129,10 @@ class KafkaSource:
                        heartbeat_interval_ms=cfg.heartbeat_interval_ms, max_poll_interval_ms=cfg.max_poll_interval_ms,
                        rebalance_timeout_ms=cfg.max_poll_interval_ms)
         options.update(self._extra)
+        try:
+            await wait_until_reachable(self.connection, "kafka input", self._log)  # a broker still starting
+        except KafkaUnreachable as exc:
+            raise SourceError(str(exc)) from exc  # the cause: same exit code as for an output
         self._consumer = AIOKafkaConsumer(**options)
         try:
             await self._consumer.start()
