@@ -33,8 +33,8 @@ from typing import Any, NoReturn
 from tetrapipe import __version__
 from tetrapipe.cli.config_test import add_test_parser, cmd_test
 from tetrapipe.cli.policies import add_policies_parser, cmd_policies
-from tetrapipe.config.kafka import KafkaConfigError, add_kafka_arguments, build_kafka
-from tetrapipe.config.kafka import resolve as resolve_kafka
+from tetrapipe.config.kafka import add_kafka_arguments
+from tetrapipe.config.resolve import build_wiring, resolve_wiring
 from tetrapipe.config.root import (
     ConfigFileError,
     Filters,
@@ -47,7 +47,6 @@ from tetrapipe.config.root import (
 )
 from tetrapipe.event.decode import DEFAULT_MAX_DEPTH, MAX_DEPTH_LIMIT, LineDecoder
 from tetrapipe.formats import NAMES as FORMAT_NAMES
-from tetrapipe.formats import build_format
 from tetrapipe.logs import LEVELS, emit
 from tetrapipe.logs import configure as configure_logs
 from tetrapipe.logs import current_format as current_log_format
@@ -58,11 +57,10 @@ from tetrapipe.pipeline.stats import Stats
 from tetrapipe.rules.docs import categories_markdown, categories_table
 from tetrapipe.service.progress import Progress, summary_table
 from tetrapipe.service.reload import Loaded, Reloader
-from tetrapipe.sinks.base import Selection
-from tetrapipe.sinks.file import FileDeadLetter
-from tetrapipe.sinks.otlp.config import OtlpConfigError, add_otlp_arguments, build_otlp_sinks
+from tetrapipe.sinks.base import SinkContext
+from tetrapipe.sinks.otlp.config import add_otlp_arguments
 from tetrapipe.sinks.stdout import StdoutSink
-from tetrapipe.sources import FileSource, StdinSource
+from tetrapipe.sources.stream import StdinSourceConfig
 from tetrapipe.transforms.peer_static import StaticPeersError
 from tetrapipe.transforms.peers import PeerResolver
 
@@ -207,32 +205,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     unknown = sorted(set(args.only) - tagger.ids)
     if unknown:
         raise ConfigFileError(f"--only: unknown category {', '.join(unknown)}; known: {', '.join(sorted(tagger.ids))}")
-    try:
-        kafka_source, kafka_sinks, kafka_dlq = build_kafka(args, config.kafka, groups=tagger.groups)
-    except KafkaConfigError as exc:
-        raise ConfigFileError(str(exc)) from None
-    if kafka_dlq is not None and args.dead_letter:
-        raise ConfigFileError("--dead-letter FILE and a Kafka dead-letter topic (--kafka-dlq / kafka.dead_letter) "
-                              "exclude each other: choose one")
-    file_dead_letter = FileDeadLetter(args.dead_letter) if args.dead_letter else None
-    # An oversized line goes to a file dead letter whole: the source spools it there as it reads.
-    spill = file_dead_letter.spool if file_dead_letter is not None else None
-    source = _choose_source(args, kafka_source, spill)
-    dead_letter = kafka_dlq or file_dead_letter
-    for kafka_sink in kafka_sinks:
-        kafka_sink.dead_letter = dead_letter  # events too large for a Kafka message go there
-    try:
-        otlp_sinks = build_otlp_sinks(args, config.otlp, dead_letter, scope_version=__version__,
-                                      group_of=dict(tagger.groups))
-    except OtlpConfigError as exc:
-        raise ConfigFileError(str(exc)) from None
-    # stdout is the default output: used when no other sink is configured, or when asked for with --format.
-    sinks: list[Any] = [*kafka_sinks, *otlp_sinks]
-    category_bound = [sink.name for sink in sinks]  # route (Kafka) or grade (OTLP) by category
-    if not sinks or args.format_given:
-        selection = Selection(categories=frozenset(args.only), untagged=not args.only)
-        sinks.append(StdoutSink(build_format(args.format, only=selection.categories, findings=args.ocsf_findings,
-                                             category_groups=dict(tagger.groups)), selection))
+    wiring = resolve_wiring(args, config)
+    built = build_wiring(wiring, SinkContext(category_groups=tagger.groups, scope_version=__version__))
+    source, dead_letter = built.source, built.dead_letter
+    sinks = [sink for _, sink in built.sinks]
+    # routed (Kafka) or graded (OTLP) by category: a reload changing the groups needs a restart
+    category_bound = [sink.name for (_, entry), sink in zip(wiring.sinks, sinks, strict=True)
+                      if getattr(entry, "category_bound", False)]
+    if isinstance(wiring.source, StdinSourceConfig) and sys.stdin.isatty():
+        # nothing piped in: the first-time user may be waiting for output
+        sys.stderr.write("tetrapipe: reading Tetragon events from the terminal (end with Ctrl-D); pipe them in "
+                         "(tetrapipe run < tetragon.log) or use --input FILE / --follow FILE\n")
     stats = Stats()
     max_depth = args.max_depth if args.max_depth is not None else config.input.max_depth
     peers = build_peers(args, config.peers)
@@ -244,7 +227,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                         category_bound_outputs=category_bound,
                         peers=peers.resolver if peers is not None else None)
     processor.stage = loaded.filters.top  # filters, redaction: tetrapipe.pipeline.filtering
-    reloader.on_filters = _sink_filters(pipeline, config, kafka_sinks, otlp_sinks)
+    reloader.on_filters = _sink_filters(pipeline, built.sinks)
     reloader.on_filters(loaded.filters)
     status = None
     if args.metrics_port is not None:
@@ -443,43 +426,17 @@ def _warn_without_cidrs(args: argparse.Namespace, config: Any) -> None:
              "service_cidrs")
 
 
-def _sink_filters(pipeline: Pipeline, config: Any, kafka_sinks: Sequence[Any],
-                  otlp_sinks: Sequence[Any]) -> Callable[[Filters], None]:
-    """What installs the per-sink stages (keyed by config path: "otlp[0]", "kafka.sink") into delivery, by sink name.
+def _sink_filters(pipeline: Pipeline, sinks: Sequence[tuple[str, Any]]) -> Callable[[Filters], None]:
+    """What installs the per-sink stages (keyed by config path: "otlp[0]", "kafka.sink", "sinks[2]") into
+    delivery, by sink name.
 
     The sinks are fixed at start (a reload does not add or remove outputs): the config paths map to them once.
     """
-    names = {f"otlp[{i}]": sink.name for i, sink in enumerate(otlp_sinks[:len(config.otlp)])}
-    if kafka_sinks:
-        names["kafka.sink"] = kafka_sinks[0].name
+    names = {path: sink.name for path, sink in sinks}
 
     def apply(filters: Filters) -> None:
         pipeline.delivery.stages = {names[path]: stage for path, stage in filters.sinks.items() if path in names}
     return apply
-
-
-def _choose_source(args: argparse.Namespace, kafka_source: Any, spill: Any = None) -> Any:
-    """Kafka, a followed file, a file read once, or stdin; conflicting choices are errors."""
-    if args.follow:
-        if args.input or kafka_source is not None:
-            raise ConfigFileError("--follow excludes --input and a Kafka source")
-        if not args.checkpoint:
-            raise ConfigFileError("--follow needs --checkpoint PATH (a writable place that survives restarts)")
-        from tetrapipe.sources.follow.source import FollowSource
-
-        return FollowSource(args.follow, args.checkpoint, start_at=args.follow_from or "beginning", spill=spill)
-    if args.checkpoint or args.follow_from:
-        raise ConfigFileError("--checkpoint and --follow-from apply only with --follow")
-    if kafka_source is not None:
-        if args.input:
-            raise ConfigFileError("--input and a Kafka source (--kafka-topic / kafka.source) exclude each other")
-        return kafka_source
-    if args.input:
-        return FileSource(args.input, spill=spill)
-    if sys.stdin.isatty():  # nothing piped in: the first-time user may be waiting for output
-        sys.stderr.write("tetrapipe: reading Tetragon events from the terminal (end with Ctrl-D); pipe them in "
-                         "(tetrapipe run < tetragon.log) or use --input FILE / --follow FILE\n")
-    return StdinSource(spill=spill)
 
 
 def tune_gc() -> None:
@@ -593,12 +550,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     build_classifier(config.egress, config.egress.pod_cidrs, config.egress.service_cidrs)
     run_defaults = build_parser().parse_args(["run"])  # no flags: the file (and env) alone
     build_peers(run_defaults, config.peers)  # options, and the static file's entries (nothing is started)
-    try:
-        if config.kafka is not None:
-            resolve_kafka(run_defaults, config.kafka)
-        build_otlp_sinks(run_defaults, config.otlp, None, group_of=dict(tagger.groups))
-    except (KafkaConfigError, OtlpConfigError) as exc:
-        raise ConfigFileError(str(exc)) from None
+    wiring = resolve_wiring(run_defaults, config)
+    # the sinks and the dead letter are built, not started: formats, templates, endpoints are checked
+    build_wiring(wiring._replace(source=StdinSourceConfig()), SinkContext(category_groups=tagger.groups))
     print(f"{args.file}: valid ({len(tagger.categories)} categories, {len(config.egress.zones)} custom zones)")
     return 0
 

@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from tetrapipe.clients.kafka import KafkaConnection, KafkaConnectionError
+from tetrapipe.sinks.base import SinkContext
 from tetrapipe.sinks.kafka.config import KafkaDeadLetterConfig, KafkaSinkConfig
+from tetrapipe.sinks.kafka.entries import KafkaDeadLetterEntry, KafkaSinkEntry
 from tetrapipe.sinks.kafka.routing import RoutingError
-from tetrapipe.sources.kafka.config import KafkaSourceConfig
+from tetrapipe.sources.kafka.config import KafkaSourceConfig, KafkaSourceEntry
 
 if TYPE_CHECKING:
     from tetrapipe.sinks.kafka.sink import KafkaDeadLetter, KafkaSink
@@ -116,25 +118,39 @@ def resolve(args: argparse.Namespace, section: KafkaSection | None,
     return KafkaSection(connection=connection, source=source, sink=sink, dead_letter=dead_letter)
 
 
+def kafka_entries(args: argparse.Namespace, section: KafkaSection | None, environ: Mapping[str, str] | None = None,
+                  ) -> tuple[KafkaSourceEntry | None, KafkaSinkEntry | None, KafkaDeadLetterEntry | None]:
+    """The `kafka:` section with the flags and env over it, as the registries' entries (raises KafkaConfigError).
+
+    Each entry carries the section's connection: a `sources:` / `sinks:` / `dead_letter:` entry of its own.
+    """
+    cfg = resolve(args, section, environ)
+
+    def entry(kind: type[Any], struct: Any) -> Any:
+        return None if struct is None else kind(connection=cfg.connection, **msgspec.structs.asdict(struct))
+    return (entry(KafkaSourceEntry, cfg.source), entry(KafkaSinkEntry, cfg.sink),
+            entry(KafkaDeadLetterEntry, cfg.dead_letter))
+
+
 def build_kafka(args: argparse.Namespace, section: KafkaSection | None, *, groups: Mapping[str, str],
                 environ: Mapping[str, str] | None = None,
                 **consumer_options: Any) -> tuple[KafkaSource | None, list[KafkaSink], KafkaDeadLetter | None]:
     """(source or None, sinks, dead letter or None) from flags, env and the config section.
 
     `groups` maps category id → group (`Tagger.groups`): every output topic is
-    known, created or checked at startup.  Raises KafkaConfigError.
+    known, created or checked at startup.  Raises KafkaConfigError.  (`tetrapipe run`
+    builds the same entries through tetrapipe.config.resolve; this is for tools and tests.)
     """
-    cfg = resolve(args, section, environ)
-    if cfg.source is None and cfg.sink is None and cfg.dead_letter is None:
-        return None, [], None
+    source_entry, sink_entry, dead_letter_entry = kafka_entries(args, section, environ)
     # Imported here: only a run that uses Kafka pays for importing the client.
-    from tetrapipe.sinks.kafka.sink import KafkaDeadLetter, KafkaSink
     from tetrapipe.sources.kafka.source import KafkaSource
 
     try:
-        source = KafkaSource(cfg.connection, cfg.source, **consumer_options) if cfg.source else None
-        sinks = [KafkaSink(cfg.connection, cfg.sink, dict(groups))] if cfg.sink else []
-        dead_letter = KafkaDeadLetter(cfg.connection, cfg.dead_letter) if cfg.dead_letter else None
+        source = (KafkaSource(source_entry.connection, source_entry.source_config(), **consumer_options)
+                  if source_entry else None)
+        context = SinkContext(category_groups=groups, environ=environ)
+        sinks = [sink_entry.build(context)] if sink_entry else []
+        dead_letter = dead_letter_entry.build(context) if dead_letter_entry else None
     except (KafkaConnectionError, RoutingError) as exc:
         raise KafkaConfigError(str(exc)) from None
     return source, sinks, dead_letter
