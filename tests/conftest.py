@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import orjson
 import pytest
 from hypothesis import settings
 
+from tests.support.kafka_broker import session_broker
 from tetrapipe.config.root import Config, build_classifier, build_tagger
 from tetrapipe.event.decode import LineDecoder
 from tetrapipe.event.envelope import Batch, Envelope
@@ -63,8 +65,6 @@ def process_lines(processor: Processor, lines: Sequence[bytes]) -> list[Envelope
 # `log=` StringIO a test passed).  Third-party `logging` records that `tetrapipe.logs.configure`
 # routes through the same `render` are not counted: only logger "tetrapipe" (tetrapipe's own lines).
 # Log lines of subprocesses (CLI tests that run `python -m tetrapipe.cli.main`) are not seen here.
-
-from collections.abc import Iterator  # noqa: E402 - kept with the fixture it serves
 
 
 class LoggedErrors:
@@ -125,3 +125,10 @@ def _error_log_check(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyP
         pytest.fail(f"the test logged {len(unexpected)} ERROR line(s) it did not expect (mark it "
                     f"@pytest.mark.expect_errors, or take() them from the logged_errors fixture):\n{shown}{more}",
                     pytrace=False)
+
+
+# -- the session's Kafka broker (tests/integration, tests/contracts) ------------------------------------
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[Any]:
+    """One started broker for the whole session, whichever directories use it (tests/support/kafka_broker.py)."""
+    yield from session_broker()

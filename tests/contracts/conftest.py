@@ -3,9 +3,8 @@
 The helpers of tests/integration (brokers.py, collector.py, otlp_receiver.py,
 otlp_fixtures.py, test_kafka_helpers.py) are imported from there, not copied:
 that directory is put on sys.path here, as pytest does for tests/integration
-itself.  `kafka_broker` is this directory's own session fixture (same recipe as
-tests/integration/conftest.py: a fixture there is not visible here), so a run
-that collects both directories starts two brokers.
+itself.  `kafka_broker` is tests/conftest.py's session fixture, shared with
+tests/integration: a run that collects both directories starts one broker.
 """
 
 from __future__ import annotations
@@ -22,17 +21,6 @@ if str(INTEGRATION) not in sys.path:
 
 from brokers import Broker, broker_from_env  # noqa: E402
 from otlp_fixtures import otlp_collector  # noqa: E402, F401 (fixture)
-
-
-@pytest.fixture(scope="session")
-def kafka_broker() -> Iterator[Broker]:
-    """A started broker shared by the contract tests of the session (see tests/integration/conftest.py)."""
-    broker = broker_from_env()
-    try:
-        broker.start()
-        yield broker
-    finally:
-        broker.close()
 
 
 @pytest.fixture

@@ -31,8 +31,10 @@ from tests.support.events import exec_event
 from tests.support.fakes import ScriptedSink
 from tetrapipe.clients.kafka import KafkaConnection
 from tetrapipe.event.envelope import Envelope
+from tetrapipe.formats import build_format
 from tetrapipe.pipeline.processor import Processor
 from tetrapipe.sinks.file import FileDeadLetter
+from tetrapipe.sinks.file_sink import FileSink
 from tetrapipe.sinks.kafka.config import KafkaSinkConfig, TopicSettings
 from tetrapipe.sinks.kafka.sink import KafkaSink
 from tetrapipe.sinks.otlp.sink import OtlpSink
@@ -240,6 +242,27 @@ class FileTarget(SinkTarget):
 
     async def make_failing_io(self) -> FileDeadLetter:
         return FileDeadLetter("/dev/full")  # opens fine; every write: ENOSPC
+
+
+class FileSinkTarget(SinkTarget):
+    """tetrapipe/sinks/file_sink.py FileSink: events in the default format appended to a temp file."""
+
+    name = "file"
+
+    async def make(self) -> FileSink:
+        self.path = self.tmp_path / "events.jsonl"
+        return FileSink(str(self.path), build_format("tetrapipe"))
+
+    async def read_back(self, count: int) -> list[bytes]:
+        data = self.path.read_bytes()
+        assert not data or data.endswith(b"\n"), "a partial line in the file after the acknowledgement"
+        return data.splitlines()
+
+    async def make_misconfigured(self) -> FileSink:
+        return FileSink(str(self.tmp_path / "no-such-directory" / "events.jsonl"), build_format("tetrapipe"))
+
+    async def make_failing_io(self) -> FileSink:
+        return FileSink("/dev/full", build_format("tetrapipe"), fsync=False)  # opens fine; every write: ENOSPC
 
 
 class KafkaTarget(SinkTarget):

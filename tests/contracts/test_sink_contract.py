@@ -2,17 +2,18 @@
 
 Contract cases, and where each runs:
 (a) acknowledge = durable: once `write()` returned, the records are readable at the destination,
-    each exactly once, in order where the sink keeps order — fake, stdout, file dead letter, Kafka, OTLP;
+    each exactly once, in order where the sink keeps order — fake, stdout, file sink, file dead letter, Kafka, OTLP;
 (b) a transient outage raises `SinkError(retryable=True)`, and the retried write loses and duplicates
     nothing — fake (scripted), Kafka (broker SIGKILLed, then restarted), OTLP (rotel SIGKILLed, then restarted);
-    a misconfiguration raises `SinkError(retryable=False)` from start() or write() — all five;
-    a destination failing every write (no space left) raises `SinkError`, never a bare exception — stdout, file;
+    a misconfiguration raises `SinkError(retryable=False)` from start() or write() — all six;
+    a destination failing every write (no space left) raises `SinkError`, never a bare exception — stdout,
+    file sink, file dead letter;
     a consumer that went away on purpose (the pipe's reader closed it) raises `SinkClosed` — fake, stdout;
 (c) a record the destination cannot take is not silently lost: it goes to the dead letter, labelled with the
     reason, and the others are delivered; without a dead letter it is counted and an ERROR line says so —
     Kafka (over max_request_size), OTLP (over the collector's gRPC message limit);
 (d) lifecycle as the runner uses it: start → close with no write; start → write → close → close again
-    (close is idempotent) — all five.
+    (close is idempotent) — all six.
 Kafka and OTLP parametrizations start real servers (marked integration).
 """
 
@@ -30,6 +31,7 @@ from brokers import Broker
 from collector import Collector
 from contract_sinks import (
     FakeTarget,
+    FileSinkTarget,
     FileTarget,
     KafkaTarget,
     OtlpTarget,
@@ -57,7 +59,7 @@ def target_params(*names: str, marks: dict[str, Any] | None = None) -> list[Any]
     return params
 
 
-ALL = ("fake", "stdout", "file-dead-letter", "kafka", "otlp")
+ALL = ("fake", "stdout", "file", "file-dead-letter", "kafka", "otlp")
 
 
 @pytest.fixture
@@ -69,6 +71,8 @@ async def sink_target(request: pytest.FixtureRequest, processor: Processor, tagg
         target = FakeTarget(processor, tmp_path)
     elif name == "stdout":
         target = StdoutTarget(processor, tmp_path)
+    elif name == "file":
+        target = FileSinkTarget(processor, tmp_path)
     elif name == "file-dead-letter":
         target = FileTarget(processor, tmp_path)
     elif name == "kafka":
@@ -198,7 +202,7 @@ async def test_a_misconfiguration_is_not_retryable(sink_target: SinkTarget) -> N
     assert str(failure.value), "the error must say what is wrong"
 
 
-@pytest.mark.parametrize("sink_target", target_params("stdout", "file-dead-letter"), indirect=True)
+@pytest.mark.parametrize("sink_target", target_params("stdout", "file", "file-dead-letter"), indirect=True)
 async def test_a_destination_failing_every_write_raises_sink_error(sink_target: SinkTarget) -> None:
     sink = await sink_target.make_failing_io()
     async with started(sink):

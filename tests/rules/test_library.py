@@ -136,6 +136,6 @@ def test_empty_config_file_is_the_default(tmp_path):
 
 def test_config_struct_rejects_unknown_top_level_key(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("sinks: []\n")
-    with pytest.raises(ConfigFileError, match="unknown field `sinks`"):
+    path.write_text("outputs: []\n")  # (`sinks:` is a key since the registries became the wiring)
+    with pytest.raises(ConfigFileError, match="unknown field `outputs`"):
         load_config(path)

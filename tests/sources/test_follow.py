@@ -26,7 +26,7 @@ from tetrapipe.pipeline.processor import Processor
 from tetrapipe.pipeline.report import BadInputReporter
 from tetrapipe.pipeline.runner import EXIT_DRAIN_INCOMPLETE, EXIT_FAILED, EXIT_OK, Pipeline, RetryPolicy
 from tetrapipe.sinks.file import FileDeadLetter
-from tetrapipe.sources import source_class
+from tetrapipe.sources import source_config
 from tetrapipe.sources.base import SourceError
 from tetrapipe.sources.follow.checkpoint import FilePosition, write_atomically
 from tetrapipe.sources.follow.followed import LinePosition, last_line_boundary
@@ -467,7 +467,8 @@ def test_last_line_boundary(tmp_path):
 
 
 def test_registered_as_follow():
-    assert source_class("follow") is FollowSource
+    config = source_config("follow")(path="events.log", checkpoint="pos.json")
+    assert isinstance(config.build(), FollowSource)
 
 
 def test_sigterm_to_tetrapipe_follow_drains_checkpoints_and_a_restart_resumes_exactly(files) -> None:

@@ -23,6 +23,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import msgspec
 import yaml
 
+from tetrapipe.config.entries import EntryError, decode_dead_letter, decode_sinks, decode_sources
 from tetrapipe.config.root import (
     Config,
     ConfigFileError,
@@ -67,6 +68,7 @@ def check_config(path: str, more: Sequence[Check] = ()) -> tuple[Config | None, 
     problems = list(structure_problems(raw, Config, ()))
     config = _well_formed_part(_pruned(raw, [p.key for p in problems if p.key is not None])) if problems \
         else msgspec.convert(raw, Config)
+    config = _with_entries(config, problems)
     for check in (*_BUILTIN_CHECKS, *more):
         try:
             check(config)
@@ -77,6 +79,20 @@ def check_config(path: str, more: Sequence[Check] = ()) -> tuple[Config | None, 
                for p in problems]
     located.sort(key=lambda lm: (lm[0] is None, lm[0] or 0))
     return (None if located else config), [_render(path, line, message) for line, message in located]
+
+
+def _with_entries(config: Config, problems: list[Problem]) -> Config:
+    """`sources:` / `sinks:` / `dead_letter:` decoded over the registries (as load_config does); a bad entry
+    is a problem, and the run's checks go on without the entries."""
+    decoded: dict[str, Any] = {}
+    for key, decode in (("sources", decode_sources), ("sinks", decode_sinks), ("dead_letter", decode_dead_letter)):
+        try:
+            decoded[key] = decode(getattr(config, key))
+        except EntryError as exc:
+            problems.append(Problem(None, str(exc)))
+    if len(decoded) < 3:
+        return msgspec.structs.replace(config, sources=[], sinks=[], dead_letter=None)
+    return msgspec.structs.replace(config, **decoded)
 
 
 _BUILTIN_CHECKS: tuple[Check, ...] = (

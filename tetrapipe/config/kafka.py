@@ -31,9 +31,11 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from tetrapipe.clients.kafka import KafkaConnection, KafkaConnectionError
+from tetrapipe.sinks.base import SinkContext
 from tetrapipe.sinks.kafka.config import KafkaDeadLetterConfig, KafkaSinkConfig
+from tetrapipe.sinks.kafka.entries import KafkaDeadLetterEntry, KafkaSinkEntry
 from tetrapipe.sinks.kafka.routing import RoutingError
-from tetrapipe.sources.kafka.config import KafkaSourceConfig
+from tetrapipe.sources.kafka.config import KafkaSourceConfig, KafkaSourceEntry
 
 if TYPE_CHECKING:
     from tetrapipe.sinks.kafka.sink import KafkaDeadLetter, KafkaSink
@@ -162,27 +164,42 @@ def resolve(args: argparse.Namespace, section: KafkaSection | None,
                         exactly_once=exactly_once, transactions=section.transactions)
 
 
+def kafka_entries(args: argparse.Namespace, section: KafkaSection | None, environ: Mapping[str, str] | None = None,
+                  ) -> tuple[KafkaSourceEntry | None, KafkaSinkEntry | None, KafkaDeadLetterEntry | None]:
+    """The `kafka:` section with the flags and env over it, as the registries' entries (raises KafkaConfigError).
+
+    Each entry carries the section's connection: a `sources:` / `sinks:` / `dead_letter:` entry of its own.
+    """
+    cfg = resolve(args, section, environ)
+
+    def entry(kind: type[Any], struct: Any) -> Any:
+        return None if struct is None else kind(connection=cfg.connection, **msgspec.structs.asdict(struct))
+    return (entry(KafkaSourceEntry, cfg.source), entry(KafkaSinkEntry, cfg.sink),
+            entry(KafkaDeadLetterEntry, cfg.dead_letter))
+
+
 def build_kafka(args: argparse.Namespace, section: KafkaSection | None, *, groups: Mapping[str, str],
                 environ: Mapping[str, str] | None = None,
                 **consumer_options: Any) -> tuple[KafkaSource | None, list[KafkaSink], KafkaDeadLetter | None]:
     """(source or None, sinks, dead letter or None) from flags, env and the config section.
 
     `groups` maps category id → group (`Tagger.groups`): every output topic is
-    known, created or checked at startup.  Raises KafkaConfigError.
+    known, created or checked at startup.  Raises KafkaConfigError.  (`tetrapipe run`
+    builds the same entries through tetrapipe.config.resolve; this is for tools and tests.)
     """
     cfg = resolve(args, section, environ)
-    if cfg.source is None and cfg.sink is None and cfg.dead_letter is None:
-        return None, [], None
+    if cfg.exactly_once:
+        return build_exactly_once(cfg, groups, **consumer_options)
+    source_entry, sink_entry, dead_letter_entry = kafka_entries(args, section, environ)
     # Imported here: only a run that uses Kafka pays for importing the client.
-    from tetrapipe.sinks.kafka.sink import KafkaDeadLetter, KafkaSink
     from tetrapipe.sources.kafka.source import KafkaSource
 
-    if cfg.exactly_once:
-        return _build_exactly_once(cfg, groups, consumer_options)
     try:
-        source = KafkaSource(cfg.connection, cfg.source, **consumer_options) if cfg.source else None
-        sinks = [KafkaSink(cfg.connection, cfg.sink, dict(groups))] if cfg.sink else []
-        dead_letter = KafkaDeadLetter(cfg.connection, cfg.dead_letter) if cfg.dead_letter else None
+        source = (KafkaSource(source_entry.connection, source_entry.source_config(), **consumer_options)
+                  if source_entry else None)
+        context = SinkContext(category_groups=groups, environ=environ)
+        sinks = [sink_entry.build(context)] if sink_entry else []
+        dead_letter = dead_letter_entry.build(context) if dead_letter_entry else None
     except (KafkaConnectionError, RoutingError) as exc:
         raise KafkaConfigError(str(exc)) from None
     return source, sinks, dead_letter
@@ -193,8 +210,9 @@ def _refuse(reason: str) -> KafkaConfigError:
                             "for at-least-once delivery (the default: nothing lost, duplicates possible)")
 
 
-def _build_exactly_once(cfg: KafkaSection, groups: Mapping[str, str], consumer_options: dict[str, Any],
-                        ) -> tuple[KafkaSource, list[KafkaSink], KafkaDeadLetter | None]:
+def build_exactly_once(cfg: KafkaSection, groups: Mapping[str, str], **consumer_options: Any,
+                       ) -> tuple[KafkaSource, list[KafkaSink], KafkaDeadLetter | None]:
+    """The Kafka source, sink and dead-letter topic of an exactly-once run: one transactional producer shared."""
     from tetrapipe.sinks.kafka.config import producer_options
     from tetrapipe.sinks.kafka.transactional import TransactionalDeadLetter, TransactionalKafkaSink
     from tetrapipe.sinks.kafka.transactions import Bounds, Transactions

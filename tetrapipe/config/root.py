@@ -14,6 +14,15 @@ Layout (every section optional; `tetrapipe run` needs no file at all):
       service_cidrs: [10.96.0.0/12]
       zones:
         - {name: corp-vpn, cidrs: [10.8.0.0/16], internal: true}
+    sources:            # what to read: one entry, a tagged union on `type` (config/example-sinks.yaml)
+      - {type: stdin}   # or {type: file, path: FILE}, {type: follow, path: FILE, checkpoint: PATH,
+                        # start_at: beginning}, {type: kafka, connection: {...}, topics: [...], ...}
+    sinks:              # where events go: a list of tagged unions on `type`; each takes `format:`
+      - {type: stdout, format: tetrapipe, select: {...}}       # (any tetrapipe.formats name)
+      - {type: file, path: FILE, format: ecs, fsync: false}    # append formatted lines (sinks/file_sink.py)
+      - {type: kafka, connection: {...}, topic_template: ..., format: ...}   # keys of kafka.sink
+      - {type: otlp, endpoint: ..., format: ...}                             # keys of an otlp: entry
+    dead_letter: {type: file, path: FILE}  # or {type: kafka, connection: {...}, topic: TOPIC}
     kafka: {connection: ..., source: ..., sink: ..., dead_letter: ...}   # config/example-kafka.yaml
     otlp: [{endpoint: ..., protocol: ..., select: ...}]                 # config/example-otlp.yaml
     filters: {allow: [...], deny: [...]}  # Tetragon's export filters, redaction, field filters, for every
@@ -29,6 +38,12 @@ Layout (every section optional; `tetrapipe run` needs no file at all):
       grace: 60
       kubernetes: {enabled: false, kubeconfig: FILE, context: NAME, node_name: NODE, require_sync: true}
 
+`sources:`/`sinks:`/`dead_letter:` and the short forms: the `kafka:` and `otlp:` sections and the
+flags (`--input`, `--follow`, `--format`, `--dead-letter`, `--kafka-*`, `--otlp-*`) keep working and
+translate into the same entries, by one resolver (tetrapipe.config.resolve: flag > env > file).  The
+registries in tetrapipe.sources / tetrapipe.sinks name each `type`'s struct; `tetrapipe run` builds
+what the resolver returns, nothing else.  When no sink is given at all, stdout is the sink.
+
 CIDR precedence (one source of truth for classification and, later, policy
 rendering): `--pod-cidr`/`--service-cidr` flags, else the `POD_CIDR` /
 `SERVICE_CIDR` environment variables (comma-separated), else the file.
@@ -39,16 +54,18 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 import yaml
 
+from tetrapipe.config.entries import EntryError, decode_dead_letter, decode_sinks, decode_sources
 from tetrapipe.config.kafka import KafkaSection
 from tetrapipe.event.decode import DEFAULT_MAX_DEPTH, MAX_DEPTH_LIMIT
 from tetrapipe.rules.conditions import RuleError
 from tetrapipe.rules.library import SAFE_LOADER, LibraryConfig, LibraryError, load_library
 from tetrapipe.rules.summary import TemplateError
+from tetrapipe.sinks.kafka.config import KafkaSinkConfig
 from tetrapipe.sinks.otlp.config import OtlpSinkConfig
 from tetrapipe.transforms.classify import Classifier, ConfigError, ZoneSpec
 from tetrapipe.transforms.filter_errors import FilterConfigError
@@ -140,6 +157,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     input: InputConfig = msgspec.field(default_factory=InputConfig)
     library: LibraryConfig = msgspec.field(default_factory=LibraryConfig)
     egress: EgressConfig = msgspec.field(default_factory=EgressConfig)
+    # Tagged unions on `type` over the registries (tetrapipe.config.entries): raw here, decoded by load_config.
+    sources: list[Any] = []
+    sinks: list[Any] = []
+    dead_letter: Any = None
     kafka: KafkaSection | None = None  # Kafka source / routed sink / dead-letter topic (tetrapipe.config.kafka)
     otlp: list[OtlpSinkConfig] = []  # OTLP log destinations, each with its own selection (tetrapipe.sinks.otlp.config)
     peers: PeersConfig = msgspec.field(default_factory=PeersConfig)  # tetrapipe.transforms.peers
@@ -163,8 +184,11 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigFileError(f"{path}: {exc}") from None
     try:
-        return msgspec.convert(raw if raw is not None else {}, Config)
-    except msgspec.ValidationError as exc:
+        config = msgspec.convert(raw if raw is not None else {}, Config)
+        return msgspec.structs.replace(config, sources=decode_sources(config.sources),
+                                       sinks=decode_sinks(config.sinks),
+                                       dead_letter=decode_dead_letter(config.dead_letter))
+    except (msgspec.ValidationError, EntryError) as exc:
         raise ConfigFileError(f"{path}: {exc}") from None
 
 
@@ -204,7 +228,7 @@ class Filters(msgspec.Struct, frozen=True):
     """The compiled filters of a config: the top level's and each sink's, by the sink's key path."""
 
     top: Stage | None = None  # None: no per-event call at all
-    sinks: dict[str, Stage] = {}  # "otlp[0]", "kafka.sink" -> its stage (only those with one)
+    sinks: dict[str, Stage] = {}  # "otlp[0]", "kafka.sink", "sinks[2]" -> its stage (only those with one)
 
 
 def build_filters(config: Config) -> Filters:
@@ -214,6 +238,9 @@ def build_filters(config: Config) -> Filters:
         scoped: list[tuple[str, object]] = [(f"otlp[{i}]", cfg) for i, cfg in enumerate(config.otlp)]
         if config.kafka is not None and config.kafka.sink is not None:
             scoped.append(("kafka.sink", config.kafka.sink))
+        # `sinks:` entries of the types that carry the per-sink keys (filters, redaction, rate_limit, dedup)
+        scoped += [(f"sinks[{i}]", entry) for i, entry in enumerate(config.sinks)
+                   if isinstance(entry, (OtlpSinkConfig, KafkaSinkConfig))]
         sinks = {path: stage for path, cfg in scoped if (stage := compile_sink_stage(path, cfg)) is not None}
     except FilterConfigError as exc:
         raise ConfigFileError(str(exc)) from None

@@ -17,6 +17,16 @@ waits for them to unwind at most `CANCEL_TIMEOUT` seconds — a sink that
 ignores cancellation longer is left behind, it does not hold the run (the
 runner bounds its own wait for `deliver` the same way).  A cancelled or
 abandoned write acknowledges nothing.
+
+Why not `asyncio.TaskGroup`, although sibling writes must stop together: a
+TaskGroup, once a child failed or the group was cancelled, cancels the others
+and then waits for every one of them to end — without a limit.  A write that
+swallows CancelledError (a client library retrying inside it, a call blocked
+in a thread) would then hold `deliver`, and the shutdown, past its grace
+period; measured: with a TaskGroup here, even `asyncio.wait_for(deliver, 3)`
+does not return while such a write runs.  `_all` gives the same "first fatal
+failure cancels the siblings" with the bound above
+(tests/pipeline/test_delivery_unwinding.py proves both sides).
 """
 
 from __future__ import annotations

@@ -34,45 +34,46 @@ within `grace + STOP_MARGIN` seconds of `request_stop` whatever the sinks do:
   (the deadline passed, or a sink was still failing when it did) or a close
   was abandoned.  EXIT_OK means everything read was delivered and committed.
 
-Revocation (`drain`): a source that loses part of its input while running (a
-Kafka consumer-group rebalance) asks the pipeline to finish the in-flight
-batches that `owns` selects, within a deadline: they are delivered,
-acknowledged and committed, or — past the deadline — abandoned: delivery may
-still happen (duplicates downstream) but their positions are never committed,
-so the input's next owner redoes them.  A source opts in by having a
-`bind_drain(drain)` method, which the pipeline calls with its `drain` at
-construction.
+Revocation (`drain`, tetrapipe.pipeline.revocation): a source that loses part of its input
+while running (a Kafka rebalance) has the in-flight batches it loses finished or abandoned; it opts
+in by having a `bind_drain(drain)` method, which the pipeline calls with its `drain` at construction.
+Bounded starts and closes, and the exit codes: tetrapipe.pipeline.bounded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TextIO
 
 from tetrapipe.clients.kafka import KafkaUnreachable
 from tetrapipe.event.envelope import Batch
 from tetrapipe.logs import emit
+from tetrapipe.pipeline.bounded import (
+    CLOSE_SLICE,
+    EXIT_DRAIN_INCOMPLETE,
+    EXIT_FAILED,
+    EXIT_INPUT_UNREADABLE,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    STOP_MARGIN,
+    BoundedSteps,
+)
 from tetrapipe.pipeline.commit import Committer
 from tetrapipe.pipeline.delivery import CANCEL_TIMEOUT, Delivery, RetryPolicy, cancel_and_wait
 from tetrapipe.pipeline.filtering import ALL_SINKS
 from tetrapipe.pipeline.hints import SetupHints
 from tetrapipe.pipeline.processor import Processor
 from tetrapipe.pipeline.report import BadInputReporter
+from tetrapipe.pipeline.revocation import Revocation
 from tetrapipe.pipeline.stats import Stats
 from tetrapipe.pipeline.summaries import Summaries
 from tetrapipe.sinks.base import DeadLetter, Sink, SinkClosed, SinkError
 from tetrapipe.sources.base import Drains, ReadsOnce, ReportsReadiness, Source, SourceError
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_INPUT_UNREADABLE = 2
-EXIT_UNREACHABLE = 4  # a Kafka cluster (input or output alike) did not answer within its startup_timeout
-EXIT_DRAIN_INCOMPLETE = 3  # stopped with read input undelivered (not committed) or a close abandoned
-
-STOP_MARGIN = 1.5  # seconds past the grace deadline for cancelling (CANCEL_TIMEOUT) and closing
-CLOSE_SLICE = 0.05  # a start or close reached after the margin is spent still gets this long
+__all__ = ["CLOSE_SLICE", "EXIT_DRAIN_INCOMPLETE", "EXIT_FAILED", "EXIT_INPUT_UNREADABLE", "EXIT_OK",
+           "EXIT_UNREACHABLE", "STOP_MARGIN", "GroupTransaction", "Pipeline", "RetryPolicy"]
 
 
 class GroupTransaction(Protocol):
@@ -81,7 +82,7 @@ class GroupTransaction(Protocol):
     async def run(self, group: list[Batch], delivery: Delivery) -> None: ...
 
 
-class Pipeline:
+class Pipeline(BoundedSteps, Revocation):
     def __init__(self, source: Source, processor: Processor, sinks: Sequence[Sink], *,
                  dead_letter: DeadLetter | None = None, stats: Stats | None = None,
                  reporter: BadInputReporter | None = None, committer: Committer | None = None,
@@ -196,55 +197,6 @@ class Pipeline:
             self.reporter.close()
         return self.exit_code
 
-    async def _close(self, components: list[Any]) -> None:
-        """Close each in turn; one that fails or is abandoned (see `_bounded`) is reported, the rest still closed."""
-        for i, component in enumerate(components):
-            try:
-                # The ones after it keep their CLOSE_SLICE within the margin: the total stays within it.
-                finished = await self._bounded(component.close(), reserve=CLOSE_SLICE * (len(components) - 1 - i))
-            except Exception as exc:  # noqa: BLE001 - one failed close must not leave the others open
-                self._say(f"closing {component.name} failed: {exc!r}", "error")
-                if self.exit_code == EXIT_OK:
-                    self.exit_code = EXIT_FAILED
-                continue
-            if not finished:
-                self._abandoned(f"closing {component.name}")
-
-    def _abandoned(self, what: str) -> int:
-        self._say(f"{what} did not finish within the shutdown deadline; abandoned", "error")
-        if self.exit_code == EXIT_OK:
-            self.exit_code = EXIT_DRAIN_INCOMPLETE
-        return self.exit_code
-
-    async def _bounded(self, step: Awaitable[Any], reserve: float = 0.0) -> bool:
-        """Await a start or a close: unbounded until a stop is requested, then until its deadline + STOP_MARGIN.
-
-        (Less `reserve` seconds, but at least CLOSE_SLICE.)  False when that
-        limit passed first: the step is cancelled and left behind (not waited
-        for — it may ignore cancellation).  Its exception, if it finished by
-        raising, is raised.
-        """
-        task = asyncio.ensure_future(step)
-        try:
-            if not self._stopping.is_set():
-                stop_wait = asyncio.ensure_future(self._stopping.wait())
-                try:
-                    await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    stop_wait.cancel()
-            if not task.done():
-                assert self._deadline is not None  # request_stop sets it before the event
-                limit = max(self._deadline + STOP_MARGIN - reserve, time.monotonic() + CLOSE_SLICE)
-                await asyncio.wait({task}, timeout=limit - time.monotonic())
-        except asyncio.CancelledError:
-            await cancel_and_wait([task], timeout=0)
-            raise
-        if not task.done():
-            await cancel_and_wait([task], timeout=0)  # one loop turn: a step that honours it ends now
-            return False
-        task.result()
-        return True
-
     async def _supervise(self, reader: asyncio.Task[None], writer: asyncio.Task[None]) -> None:
         stop_wait = asyncio.create_task(self._stopping.wait())
         pending: set[asyncio.Task[Any]] = {reader, writer}
@@ -276,37 +228,6 @@ class Pipeline:
             self._say(f"{names} did not stop when cancelled (a sink or the source ignores cancellation); "
                       f"left behind, nothing it still does is acknowledged", "error")
         self.undelivered = self.stats.in_flight_batches
-
-    async def drain(self, owns: Callable[[Batch], bool], timeout: float,
-                    remainder: Callable[[Batch], Any] | None = None) -> bool:
-        """Finish the registered batches that `owns` selects (partition revocation); never raises.
-
-        Waits up to `timeout` seconds (less if a shutdown deadline comes
-        first) until each of them is acknowledged, then forces a commit of
-        the acknowledged prefix — the source must still own the input while
-        this runs (Kafka: inside `on_partitions_revoked`).  True when all
-        were committed.  Otherwise they are abandoned (see the module doc)
-        and False is returned; `remainder` gives the position a batch keeps
-        for input it still owns (see `Committer.forget`).  Batches the source
-        read but did not yet hand over are the source's to drop.
-        """
-        if self._deadline is not None:
-            timeout = min(timeout, max(0.0, self._deadline - time.monotonic()))
-        if self._running:
-            drained = await self.committer.settled(owns, timeout)
-        else:  # nothing can be acknowledged any more
-            drained = not self.committer.unsettled(owns)
-        try:
-            await self._commit(force=True)
-        except Exception as exc:  # noqa: BLE001 - a failed commit means "redo", never a crash here
-            self._say(f"commit before revocation failed: {exc!r}; the work will be redone")
-            drained = False
-        if not drained:
-            abandoned = self.committer.forget(owns, remainder)
-            if abandoned:
-                self._say(f"revocation: {abandoned} in-flight batches not delivered within "
-                          f"{timeout:.1f}s; abandoned to be redone by the next owner")
-        return drained
 
     def _report_writer_failure(self, exc: BaseException | None) -> None:
         self.source.stop()

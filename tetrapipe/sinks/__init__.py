@@ -1,6 +1,12 @@
-"""Sinks and dead-letter writers, by protocol name (imported on first use).
+"""Sinks and dead-letter targets, by `type` name: the registries of their config entries.
 
-A run that writes stdout does not import the Kafka or gRPC clients.
+Each value names a msgspec struct, tagged on `type` with that name, whose `build(context)` makes
+the sink (`tetrapipe.sinks.base.SinkConfig`) or dead letter (`DeadLetterConfig`).  The config
+file's `sinks:` / `dead_letter:` entries and the short forms (`--format`, `--kafka-*`,
+`--otlp-endpoint`, `--dead-letter`, the `kafka:`/`otlp:` keys) all become such structs
+(`tetrapipe.config.resolve`); the run builds what it gets.  Adding a sink = its module(s) with
+their config struct, and one line here.  The sinks themselves are imported by `build()`: a run
+that writes stdout does not import the Kafka or gRPC clients.
 """
 
 from __future__ import annotations
@@ -9,13 +15,14 @@ import importlib
 from typing import Any
 
 SINKS: dict[str, str] = {
-    "stdout": "tetrapipe.sinks.stdout:StdoutSink",
-    "kafka": "tetrapipe.sinks.kafka.sink:KafkaSink",
-    "otlp": "tetrapipe.sinks.otlp.sink:OtlpSink",
+    "stdout": "tetrapipe.sinks.stdout:StdoutSinkConfig",
+    "file": "tetrapipe.sinks.file_sink:FileSinkConfig",
+    "kafka": "tetrapipe.sinks.kafka.entries:KafkaSinkEntry",
+    "otlp": "tetrapipe.sinks.otlp.config:OtlpSinkEntry",
 }
 DEAD_LETTERS: dict[str, str] = {
-    "file": "tetrapipe.sinks.file:FileDeadLetter",
-    "kafka": "tetrapipe.sinks.kafka.sink:KafkaDeadLetter",
+    "file": "tetrapipe.sinks.file:FileDeadLetterConfig",
+    "kafka": "tetrapipe.sinks.kafka.entries:KafkaDeadLetterEntry",
 }
 
 
@@ -26,9 +33,11 @@ def _load(registry: dict[str, str], kind: str, name: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
-def sink_class(name: str) -> Any:
+def sink_config(name: str) -> Any:
+    """The config struct of the sink registered under `name`."""
     return _load(SINKS, "sink", name)
 
 
-def dead_letter_class(name: str) -> Any:
-    return _load(DEAD_LETTERS, "dead-letter writer", name)
+def dead_letter_config(name: str) -> Any:
+    """The config struct of the dead-letter target registered under `name`."""
+    return _load(DEAD_LETTERS, "dead-letter target", name)

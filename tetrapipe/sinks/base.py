@@ -11,7 +11,7 @@ committing the batch).  A sink sees only the envelopes its `Selection` picked.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
@@ -77,6 +77,31 @@ class Sink(Protocol):
     async def write(self, envelopes: Sequence[Envelope]) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class SinkContext(msgspec.Struct, frozen=True):
+    """What a sink's or dead letter's config `build()` may need from the run, beyond its own entry."""
+
+    category_groups: Mapping[str, str] = {}  # category id -> group (the compiled library's `Tagger.groups`)
+    environ: Mapping[str, str] | None = None  # None: os.environ (tests pass their own)
+    scope_version: str = ""  # tetrapipe's version, in OTLP's instrumentation scope
+    dead_letter: Any = None  # the run's DeadLetter (sinks that divert records themselves; see sinks/kafka, otlp)
+
+
+class SinkConfig(Protocol):
+    """A `sinks:` entry: a msgspec struct tagged on `type`, registered in `tetrapipe.sinks.SINKS`.
+
+    `build()` validates what the struct's types could not and raises ValueError naming the key
+    (the caller prefixes the entry's path, e.g. `sinks[1]: ...`).
+    """
+
+    def build(self, context: SinkContext) -> Sink: ...
+
+
+class DeadLetterConfig(Protocol):
+    """A `dead_letter:` entry (tagged on `type`, registered in `tetrapipe.sinks.DEAD_LETTERS`)."""
+
+    def build(self, context: SinkContext) -> DeadLetter: ...
 
 
 @runtime_checkable

@@ -11,6 +11,9 @@ source was given `spool` as its spill), and is copied from there chunk by
 chunk, so the file keeps it unchanged while memory stays bounded.  Spools are
 anonymous files in the dead-letter file's directory (writable by definition;
 the root filesystem may not be), gone when closed or when the process ends.
+
+Config entry: `dead_letter: {type: file, path: FILE, fsync: false}` (`FileDeadLetterConfig`); the
+short form is `--dead-letter FILE`.  (`tetrapipe.sinks.file_sink` is the `file` *sink*: formatted events.)
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ import tempfile
 from collections.abc import Sequence
 from typing import IO
 
+import msgspec
+
 from tetrapipe.event.envelope import Envelope
 from tetrapipe.event.oversized import Oversized
-from tetrapipe.sinks.base import SinkError
+from tetrapipe.sinks.base import SinkContext, SinkError
 
 _COPY_CHUNK = 1 << 20
 _TRANSIENT = frozenset({errno.ENOSPC, errno.EDQUOT})  # the disk is full: retried until space comes back
@@ -113,3 +118,14 @@ class FileDeadLetter:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+class FileDeadLetterConfig(msgspec.Struct, tag="file", tag_field="type", forbid_unknown_fields=True,
+                           omit_defaults=True):
+    """`dead_letter: {type: file, path: FILE}`: bad records appended unchanged (`--dead-letter FILE`)."""
+
+    path: str
+    fsync: bool = False  # true: each write is fsynced before it counts as acknowledged
+
+    def build(self, context: SinkContext) -> FileDeadLetter:  # noqa: ARG002 - needs nothing from the run
+        return FileDeadLetter(self.path, fsync=self.fsync)

@@ -14,6 +14,9 @@ blocked — a reader that never reads — stays blocked in that daemon thread,
 which the process does not wait for when it exits.  Its batch is neither
 acknowledged nor committed (a replayable source redoes it); what the reader
 finally gets may end in a partial line.
+
+Config entry: `sinks: [{type: stdout, format: summary, select: {...}}]` (`StdoutSinkConfig`); the
+short form is `--format` (with `--only`, `--ocsf-findings`).
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ import sys
 import threading
 from collections.abc import Sequence
 
+import msgspec
+
 from tetrapipe.event.envelope import Envelope
 from tetrapipe.formats import build_format
 from tetrapipe.formats.base import Format
-from tetrapipe.sinks.base import SELECT_ALL, Selection, SinkClosed, SinkError
+from tetrapipe.sinks.base import SELECT_ALL, Selection, SinkClosed, SinkContext, SinkError
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -137,3 +142,17 @@ class StdoutSink:
 
     async def close(self) -> None:
         self._writer.close()
+
+
+class StdoutSinkConfig(msgspec.Struct, tag="stdout", tag_field="type", forbid_unknown_fields=True,
+                       omit_defaults=True):
+    """`sinks: [{type: stdout}]`: the events as lines of `format` (a `tetrapipe.formats` name)."""
+
+    format: str = "tetrapipe"
+    ocsf_findings: bool = False  # with format ocsf: a Detection Finding too
+    select: Selection = SELECT_ALL
+
+    def build(self, context: SinkContext) -> StdoutSink:
+        fmt = build_format(self.format, only=self.select.categories, findings=self.ocsf_findings,
+                           category_groups=dict(context.category_groups))
+        return StdoutSink(fmt, self.select)

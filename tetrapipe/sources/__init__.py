@@ -1,6 +1,10 @@
-"""Sources, by protocol name.  Each yields `Batch`es and commits the positions the committer hands back.
+"""Sources, by `type` name: the registry of their config entries (`sources:` in the config file).
 
-The registry names each class by module path and imports it on first use, so a
+Each value names a msgspec struct, tagged on `type` with that name, whose `build(spill)` makes the
+source (`tetrapipe.sources.base.Source`).  The config file's `sources:` entry and the short forms
+(`--input`, `--follow`, `--kafka-topic`, ...) both become one of these structs
+(`tetrapipe.config.resolve`); the run builds what it gets.  Adding a source = its module(s) with
+their config struct, and one line here.  The sources themselves are imported by `build()`, so a
 run that reads stdin does not pay for importing the Kafka client.
 """
 
@@ -12,19 +16,24 @@ from typing import Any
 from tetrapipe.sources.stream import FileSource, StdinSource
 
 SOURCES: dict[str, str] = {
-    "stdin": "tetrapipe.sources.stream:StdinSource",
-    "file": "tetrapipe.sources.stream:FileSource",
-    "follow": "tetrapipe.sources.follow.source:FollowSource",
-    "kafka": "tetrapipe.sources.kafka.source:KafkaSource",
+    "stdin": "tetrapipe.sources.stream:StdinSourceConfig",
+    "file": "tetrapipe.sources.stream:FileSourceConfig",
+    "follow": "tetrapipe.sources.follow.config:FollowSourceConfig",
+    "kafka": "tetrapipe.sources.kafka.config:KafkaSourceEntry",
 }
 
 
-def source_class(name: str) -> Any:
-    """The source class registered under `name` (KeyError lists the known names)."""
-    if name not in SOURCES:
-        raise KeyError(f"unknown source {name!r}; known: {', '.join(SOURCES)}")
-    module, _, attr = SOURCES[name].partition(":")
+def load_registered(registry: dict[str, str], kind: str, name: str) -> Any:
+    """The object `registry` names under `name` ("module:attr", imported now); KeyError lists the known names."""
+    if name not in registry:
+        raise KeyError(f"unknown {kind} {name!r}; known: {', '.join(registry)}")
+    module, _, attr = registry[name].partition(":")
     return getattr(importlib.import_module(module), attr)
 
 
-__all__ = ["SOURCES", "FileSource", "StdinSource", "source_class"]
+def source_config(name: str) -> Any:
+    """The config struct of the source registered under `name`."""
+    return load_registered(SOURCES, "source", name)
+
+
+__all__ = ["SOURCES", "FileSource", "StdinSource", "load_registered", "source_config"]

@@ -13,6 +13,9 @@ the input ended with a newline), so what the processor still buffers is
 rejected rather than lost.  A line over `max_line` bytes is rejected as
 `too_large` once its newline is read (see `tetrapipe.sources.lines`; with
 `spill`, the whole line travels with it for a file dead letter).
+
+Config entries (`sources: [{type: stdin}]`, `[{type: file, path: FILE}]`; the
+short forms: no flag, `--input FILE`): `StdinSourceConfig`, `FileSourceConfig`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import stat
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
+
+import msgspec
 
 from tetrapipe.event.envelope import Batch, Envelope
 from tetrapipe.event.oversized import Oversized, Spill, too_large
@@ -161,3 +166,19 @@ class FileSource(_FdLineSource):
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+class StdinSourceConfig(msgspec.Struct, tag="stdin", tag_field="type", forbid_unknown_fields=True):
+    """`sources: [{type: stdin}]` — standard input (the default)."""
+
+    def build(self, spill: Spill | None = None) -> StdinSource:
+        return StdinSource(spill=spill)
+
+
+class FileSourceConfig(msgspec.Struct, tag="file", tag_field="type", forbid_unknown_fields=True):
+    """`sources: [{type: file, path: FILE}]` — a file read once (`--input FILE`)."""
+
+    path: str
+
+    def build(self, spill: Spill | None = None) -> FileSource:
+        return FileSource(self.path, spill=spill)

@@ -21,14 +21,14 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import ClassVar, Literal
 from urllib.parse import unquote, urlsplit
 
 import msgspec
 
 from tetrapipe.formats import build_format
 from tetrapipe.formats.base import Format
-from tetrapipe.sinks.base import Selection
+from tetrapipe.sinks.base import Selection, SinkContext
 from tetrapipe.sinks.otlp.mapping import DEFAULT_GROUP_SEVERITY, LogMapper, Severity
 from tetrapipe.sinks.otlp.sink import DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS, DeadLetter, OtlpSink
 from tetrapipe.sinks.otlp.transport import TransportSettings
@@ -247,3 +247,21 @@ def _format(cfg: OtlpSinkConfig, group_of: Mapping[str, str] | None) -> Format |
         return build_format(cfg.format, category_groups=group_of)
     except ValueError as exc:
         raise OtlpConfigError(f"otlp {exc}") from None
+
+
+class OtlpSinkEntry(OtlpSinkConfig, tag="otlp", tag_field="type", forbid_unknown_fields=True, omit_defaults=True):
+    """`sinks: [{type: otlp, endpoint: ..., ...}]`: the keys of an `otlp:` entry."""
+
+    category_bound: ClassVar[bool] = True  # grades severity by category: a reload that changes groups needs a restart
+
+    def build(self, context: SinkContext) -> OtlpSink:
+        try:
+            return build_sink(self, context.dead_letter, environ=context.environ,
+                              group_of=dict(context.category_groups), scope_version=context.scope_version)
+        except OtlpConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+
+def as_entry(cfg: OtlpSinkConfig) -> OtlpSinkEntry:
+    """An `otlp:` list entry (or a `--otlp-endpoint`'s) as a `sinks:` entry."""
+    return OtlpSinkEntry(**msgspec.structs.asdict(cfg))

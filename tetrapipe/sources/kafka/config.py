@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
-from tetrapipe.clients.kafka import KafkaConnectionError
+from tetrapipe.clients.kafka import KafkaConnection, KafkaConnectionError
+
+if TYPE_CHECKING:
+    from tetrapipe.sources.kafka.source import KafkaSource
 
 
 class KafkaSourceConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -37,3 +40,24 @@ class KafkaSourceConfig(msgspec.Struct, forbid_unknown_fields=True, omit_default
                 raise KafkaConnectionError(f"kafka.source.topic_pattern: {exc}") from None
         if self.revoke_timeout * 1000 >= self.max_poll_interval_ms:
             raise KafkaConnectionError("kafka.source.revoke_timeout must be shorter than max_poll_interval_ms")
+
+
+class KafkaSourceEntry(KafkaSourceConfig, tag="kafka", tag_field="type", forbid_unknown_fields=True,
+                       omit_defaults=True):
+    """`sources: [{type: kafka, connection: {...}, topics: [...]}]` — `kafka.source` with its own connection.
+
+    The connection takes the KAFKA_* environment variables and `--kafka-bootstrap` on top, as `kafka:`'s does.
+    """
+
+    connection: KafkaConnection = msgspec.field(default_factory=KafkaConnection)
+
+    def source_config(self) -> KafkaSourceConfig:
+        """The plain `kafka.source` settings (without `connection`)."""
+        fields = msgspec.structs.asdict(self)
+        del fields["connection"]
+        return KafkaSourceConfig(**fields)
+
+    def build(self, spill: Any = None) -> KafkaSource:  # noqa: ARG002 - a Kafka record is never spooled
+        from tetrapipe.sources.kafka.source import KafkaSource
+
+        return KafkaSource(self.connection, self.source_config())
