@@ -148,8 +148,14 @@ class ListDeadLetter:
     def __init__(self) -> None:
         self.envelopes: list[Envelope] = []
 
+    async def start(self) -> None:
+        pass
+
     async def write(self, envelopes: Sequence[Envelope]) -> None:
         self.envelopes += envelopes
+
+    async def close(self) -> None:
+        pass
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
@@ -159,10 +165,10 @@ async def test_invalid_argument_is_bisected_and_only_the_bad_record_is_dead_lett
     events[613]["process_exec"]["process"]["arguments"] = f"--payload {POISON}"
     lines = [msgspec.json.encode(e) for e in events]
     dead = ListDeadLetter()
-    sink = build_sink(OtlpSinkConfig(endpoint=endpoint(poison_server, protocol), protocol=protocol),  # type: ignore[arg-type]
-                      dead_letter=dead)
+    sink = build_sink(OtlpSinkConfig(endpoint=endpoint(poison_server, protocol), protocol=protocol))  # type: ignore[arg-type]
     source = ListSource(lines, batch_size=500)
-    assert await Pipeline(source, processor, [sink]).run() == 0
+    # the run's dead letter: delivery dead-letters what the sink rejects (tetrapipe.sinks.rejections)
+    assert await Pipeline(source, processor, [sink], dead_letter=dead).run() == 0
     assert [e.raw for e in dead.envelopes] == [lines[613]]
     good = [e["process_exec"]["process"]["pid"] for i, e in enumerate(events) if i != 613]
     received = [next(kv.value.int_value for kv in r.attributes if kv.key == "process.pid")

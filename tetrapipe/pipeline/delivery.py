@@ -10,6 +10,13 @@ except past the shutdown deadline; a fatal one is raised to the runner.
 While a sink's write is failing it is listed in `failing` (→ /readyz,
 `tetrapipe_sink_up`).
 
+Dead-lettering happens here, in one place: the group's bad input records
+(written to the dead-letter output beside the sinks' writes), and the records a
+sink refuses for good within its write (too large for Kafka, refused by the OTLP
+collector): every sink with the `RejectsRecords` capability gets its `reject`
+bound to the run's dead letter (tetrapipe.sinks.rejections), so they are
+durable before that sink's write returns and counted in the run's stats.
+
 No write outlives its `deliver`: when one sink's write fails for good, or
 `deliver` itself is cancelled (the runner does so when the shutdown deadline
 passes), the sibling writes still in flight are cancelled, and `deliver`
@@ -41,7 +48,8 @@ from tetrapipe.event.envelope import Batch, Envelope
 from tetrapipe.logs import emit
 from tetrapipe.pipeline.filtering import Rerender, apply_sink_stage
 from tetrapipe.pipeline.stats import Stats
-from tetrapipe.sinks.base import DeadLetter, Sink, SinkError
+from tetrapipe.sinks.base import DeadLetter, RejectsRecords, Sink, SinkError
+from tetrapipe.sinks.rejections import Rejections
 from tetrapipe.transforms.filter_stage import Stage
 
 CANCEL_TIMEOUT = 0.5  # seconds a cancelled task gets to unwind before it is left behind
@@ -93,6 +101,9 @@ class Delivery:
         self.rerender = rerender
         self.dead_letter = dead_letter
         self.stats = stats
+        for sink in self.sinks:  # records a sink refuses for good: dead-lettered here, counted as such
+            if isinstance(sink, RejectsRecords):
+                sink.reject = Rejections(dead_letter, log=log, on_dead_lettered=stats.count_dead_lettered)
         self.retry = retry or RetryPolicy()
         self.deadline = deadline  # monotonic time after which retrying stops (shutdown grace), or None
         self.log = log

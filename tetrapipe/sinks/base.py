@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 import msgspec
 
 from tetrapipe.event.envelope import Envelope
+from tetrapipe.sinks.rejections import Rejections
 
 
 class SinkError(Exception):
@@ -77,6 +78,15 @@ class Sink(Protocol):
     async def write(self, envelopes: Sequence[Envelope]) -> None: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class RejectsRecords(Protocol):
+    """Optional: a sink that refuses single records for good (too large, refused by its server) hands them,
+    with a reason, to `reject` before its write returns; the run binds `reject` to the one dead-lettering of
+    such records (tetrapipe.sinks.rejections, bound by tetrapipe.pipeline.delivery)."""
+
+    reject: Rejections
 
 
 class SinkContext(msgspec.Struct, frozen=True):

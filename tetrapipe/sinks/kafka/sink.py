@@ -11,9 +11,9 @@ are produced again (at-least-once: duplicates, never loss).  Fatal ones
 
 An event larger than `max_request_size` (uncompressed: key, value, headers)
 is never produced — one poison event must not stop the stream: it goes to
-the dead-letter output (`dead_letter`, set by the CLI) as a bad record with
-reason `too_large_for_kafka`, or, without one, is counted and reported as an
-ERROR.
+`reject` (tetrapipe.sinks.rejections: the run's dead letter, bound by
+delivery) as a bad record with reason `too_large_for_kafka`, or, without a
+dead letter, is counted and reported as an ERROR.
 
 Speed: no await per message.  A write groups its messages per destination
 partition into aiokafka `BatchBuilder`s (the partition chosen as the Java
@@ -50,7 +50,6 @@ from tetrapipe.clients.kafka import (
     quiet_aiokafka,
     wait_until_reachable,
 )
-from tetrapipe.event.decode import BadInput
 from tetrapipe.event.envelope import Envelope
 from tetrapipe.formats import build_format
 from tetrapipe.logs import emit
@@ -58,6 +57,7 @@ from tetrapipe.sinks.base import SELECT_ALL, DeadLetter, SinkError
 from tetrapipe.sinks.kafka.config import KafkaDeadLetterConfig, KafkaSinkConfig, producer_options
 from tetrapipe.sinks.kafka.routing import DEFAULT, DROPPED, Route, Router, check_topic
 from tetrapipe.sinks.kafka.topics import ensure_topics
+from tetrapipe.sinks.rejections import Rejections
 
 _KEY_CACHE_LIMIT = 1 << 16
 _RECORD_OVERHEAD = 128  # record and batch framing beyond key, value and headers (generous)
@@ -147,7 +147,7 @@ class KafkaSink:
         self._hashes: dict[bytes, int] = {}
         self.routed = self.defaulted = self.dropped_untagged = 0
         self.too_large = 0  # events over max_request_size, sent to the dead letter (or dropped without one)
-        self.dead_letter: DeadLetter | None = None
+        self.reject = Rejections()  # events too large for a message: the run's dead letter (bound by delivery)
         self.by_category: Counter[str] = Counter()
         self.messages: Counter[str] = Counter()
         # The default format's value is what the processor already rendered: no call per event.
@@ -231,23 +231,20 @@ class KafkaSink:
             await self._divert(oversized)
         self._count(shapes)
 
+    @property
+    def dead_letter(self) -> DeadLetter | None:
+        return self.reject.dead_letter
+
+    @dead_letter.setter
+    def dead_letter(self, dead_letter: DeadLetter | None) -> None:  # used on its own: where rejected events go
+        self.reject = Rejections(dead_letter)
+
     async def _divert(self, oversized: list[tuple[Envelope, int]]) -> None:
-        """Events too large for one Kafka message: to the dead letter, as bad records (copies)."""
+        """Events too large for one Kafka message: rejected (dead-lettered by tetrapipe.sinks.rejections)."""
         limit = self.config.max_request_size
-        if self.dead_letter is None:
-            self.too_large += len(oversized)
-            emit(None, "error", f"{len(oversized)} events larger than kafka.sink.max_request_size ({limit} bytes) "
-                 "were not produced and there is no dead-letter output: they are lost for Kafka",
-                 sink=self.name, events=len(oversized), positions=[str(e.position) for e, _ in oversized[:10]])
-            return
-        copies = []
-        for env, size in oversized:
-            copy = Envelope(env.raw, env.position, env.meta, env.received_ns)
-            copy.error = BadInput("too_large_for_kafka", f"{size} bytes enriched > kafka.sink.max_request_size "
-                                                         f"{limit} bytes")
-            copies.append(copy)
-        await self.dead_letter.write(copies)  # its failure fails this write: the runner retries it
-        self.too_large += len(copies)
+        await self.reject(self.name, [(env, "too_large_for_kafka", f"{size} bytes enriched > "
+                                       f"kafka.sink.max_request_size {limit} bytes") for env, size in oversized])
+        self.too_large += len(oversized)
 
     @property
     def counters(self) -> dict[str, int]:

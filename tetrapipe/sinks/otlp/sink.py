@@ -23,7 +23,8 @@ How:
   may have accepted a request whose answer never arrived (at-least-once).
 - A request refused as invalid (INVALID_ARGUMENT / HTTP 400) is bisected: each
   half is sent on its own, down to the single records at fault, which go to
-  the dead-letter path (without one: counted and reported as an ERROR).  A
+  the dead-letter path — `reject`, tetrapipe.sinks.rejections, bound by delivery to the run's dead letter
+  (without one: counted and reported as an ERROR).  A
   request refused as too large (HTTP 413, gRPC OUT_OF_RANGE) is split the same
   way; a lone record still too large is dead-lettered.
 - A partial success (`rejected_log_records`) cannot be retried per the OTLP
@@ -39,13 +40,13 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, TextIO
 
-from tetrapipe.event.decode import BadInput
 from tetrapipe.event.envelope import Envelope
 from tetrapipe.logs import emit
 from tetrapipe.sinks.base import SELECT_ALL, Selection, SinkError
 from tetrapipe.sinks.otlp.encode import ENCODERS
 from tetrapipe.sinks.otlp.mapping import Attribute, LogMapper
 from tetrapipe.sinks.otlp.transport import Accepted, ExportError, TransportSettings, make_transport
+from tetrapipe.sinks.rejections import Rejections
 
 DEFAULT_MAX_RECORDS = 2048
 DEFAULT_MAX_BYTES = 3 * 1024 * 1024  # < 4 MiB: the default gRPC max receive size of collectors
@@ -91,7 +92,7 @@ class OtlpSink:
         self.settings = settings
         self.mapper = mapper or LogMapper()
         self.encoder = ENCODERS[settings.protocol](scope_version=scope_version)
-        self.dead_letter = dead_letter
+        self.reject = Rejections(dead_letter, log=log)  # records the collector refuses (bound by delivery in a run)
         self.max_records = max_records
         self.max_bytes = max_bytes
         self.log = log  # None: stderr (tetrapipe.logs)
@@ -219,22 +220,17 @@ class OtlpSink:
                                f"(partial success, not retryable per OTLP): {accepted.message}",
                       rejected=accepted.rejected)
 
+    @property
+    def dead_letter(self) -> DeadLetter | None:
+        return self.reject.dead_letter
+
     async def _reject(self, env: Envelope, exc: ExportError) -> None:
-        """One record the collector refuses on its own: dead-letter it, or report the loss."""
-        if self.dead_letter is not None:
-            bad = Envelope(env.raw, env.position, env.meta, env.received_ns)  # a copy: the batch keeps its own
-            bad.error = BadInput("refused_by_collector", str(exc))
-            try:
-                await self.dead_letter.write([bad])
-            except Exception as err:  # the dead-letter path failing must not lose the record: retry later
-                raise ExportError("retry", f"dead-letter write failed: {err!r}") from None
-            self.counters["dead_lettered"] += 1
-            self._say("warning", f"record at {env.position!r} refused by the collector ({exc}); dead-lettered",
-                      position=str(env.position))
-            return
-        self.counters["dropped_invalid"] += 1
-        self._say("error", f"record at {env.position!r} refused by the collector ({exc}) and no dead-letter "
-                           f"path is configured: dropped", position=str(env.position))
+        """One record the collector refuses on its own: rejected (dead-lettered by tetrapipe.sinks.rejections)."""
+        try:
+            dead_lettered = await self.reject(self.name, [(env, "refused_by_collector", str(exc))])
+        except Exception as err:  # the dead-letter path failing must not lose the record: retry later
+            raise ExportError("retry", f"dead-letter write failed: {err!r}") from None
+        self.counters["dead_lettered" if dead_lettered else "dropped_invalid"] += 1
 
     def _sink_error(self, failures: list[BaseException]) -> BaseException:
         errors = [f for f in failures if isinstance(f, ExportError)]
