@@ -17,12 +17,10 @@ from tetrapipe.cli.exit import EXIT_MARGIN, RunSummary, _run_to_end, _run_with_s
 from tetrapipe.cli.parser import _command_parser, build_parser
 from tetrapipe.cli.policies import cmd_policies
 from tetrapipe.cli.run import Peers, build_peers, cmd_run, load_configuration, tune_gc
-from tetrapipe.config.check import check_config
 from tetrapipe.config.resolve import build_wiring, resolve_wiring
 from tetrapipe.config.root import Config, ConfigFileError, build_tagger, load_config
 from tetrapipe.formats import build_format
 from tetrapipe.logs import emit
-from tetrapipe.rules.docs import categories_markdown, categories_table
 from tetrapipe.sinks.base import SinkContext
 from tetrapipe.sinks.stdout import StdoutSinkConfig
 from tetrapipe.sources.stream import StdinSourceConfig
@@ -31,7 +29,12 @@ __all__ = ["COMMANDS", "EXIT_MARGIN", "Peers", "RunSummary", "_run_to_end", "_ru
            "build_peers", "cmd_categories", "cmd_check_config", "cmd_run", "load_configuration", "main", "tune_gc"]
 
 
+# The modules of the other commands (check-config, categories) are imported by their functions: a run does
+# not load them at start-up.
+
+
 def cmd_categories(args: argparse.Namespace) -> int:
+    from tetrapipe.rules.docs import categories_markdown, categories_table
     config = load_config(args.config)
     tagger = build_tagger(config.library)
     categories = [c.category for c in tagger.categories]
@@ -40,6 +43,7 @@ def cmd_categories(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from tetrapipe.config.check import check_config
     run_defaults = build_parser().parse_args(["run"])  # no flags: the file (and env) alone
 
     def wiring(config: Config) -> None:  # sinks and dead letter built, not started: formats, templates, endpoints
