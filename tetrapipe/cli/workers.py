@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
 from typing import TYPE_CHECKING, Any
 
 from tetrapipe.config.root import ConfigFileError, resolve_cidrs
@@ -104,6 +103,7 @@ def _reload_workers(args: argparse.Namespace, reloader: Reloader, pool: WorkerPo
 
 def worker_spec(args: argparse.Namespace, loaded: Loaded) -> bytes:
     """What a worker builds its processor and format from (pickled once per configuration)."""
+    import pickle
     config = loaded.config
     return pickle.dumps({
         "config": config,
@@ -117,6 +117,8 @@ def worker_spec(args: argparse.Namespace, loaded: Loaded) -> bytes:
 
 def build_worker(spec: bytes) -> WorkerState:
     """In a worker process: the processor and stdout format the parent's run would use."""
+    import pickle
+
     from tetrapipe.config.root import build_classifier, build_filters, build_tagger
     from tetrapipe.event.decode import LineDecoder
     from tetrapipe.formats import build_format

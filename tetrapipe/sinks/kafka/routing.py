@@ -29,8 +29,9 @@ and `tetrapipe-peer-workload: <workload_kind>/<workload>` (event_keys).
 
 from __future__ import annotations
 
+import functools
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 import msgspec
@@ -220,16 +221,19 @@ class _BodyExecId(msgspec.Struct, gc=False):
     process: _ProcessExecId | None = None
 
 
-# {event type: {process: {exec_id}}}: msgspec skips every other field without building it
-_ExecIds = msgspec.defstruct("_ExecIds", [(t, _BodyExecId | None, None) for t in KNOWN_TYPES], gc=False)
-_exec_ids = msgspec.json.Decoder(_ExecIds).decode
+@functools.cache
+def _exec_ids() -> Callable[[bytes], Any]:
+    """{event type: {process: {exec_id}}}: msgspec skips every other field without building it (made by the
+    first `--kafka-key exec_id`, not at start-up)."""
+    model = msgspec.defstruct("_ExecIds", [(t, _BodyExecId | None, None) for t in KNOWN_TYPES], gc=False)
+    return msgspec.json.Decoder(model).decode
 
 
 def _exec_id(decoded: Any) -> str | None:
     if type(decoded.view) is dict:  # the generic view holds every field already
         return _field(_field(decoded.vbody, "process"), "exec_id")
     try:  # a lean view's type is one of KNOWN_TYPES
-        body = getattr(_exec_ids(decoded.raw), decoded.etype)
+        body = getattr(_exec_ids()(decoded.raw), decoded.etype)
     except msgspec.ValidationError:
         body = _NOT_TYPED
     if body is not _NOT_TYPED:
