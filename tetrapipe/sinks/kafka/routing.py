@@ -222,18 +222,19 @@ class _BodyExecId(msgspec.Struct, gc=False):
 
 
 @functools.cache
-def _exec_ids() -> Callable[[bytes], Any]:
-    """{event type: {process: {exec_id}}}: msgspec skips every other field without building it (made by the
-    first `--kafka-key exec_id`, not at start-up)."""
-    model = msgspec.defstruct("_ExecIds", [(t, _BodyExecId | None, None) for t in KNOWN_TYPES], gc=False)
+def _exec_id_reader(etype: str) -> Callable[[bytes], Any]:
+    """{etype: {process: {exec_id}}}: msgspec skips every other field without building it (made by the first
+    `--kafka-key exec_id` event of each type, not at start-up)."""
+    model = msgspec.defstruct(f"_ExecIdOf_{etype}", [(etype, _BodyExecId | None, None)], gc=False)
     return msgspec.json.Decoder(model).decode
 
 
 def _exec_id(decoded: Any) -> str | None:
     if type(decoded.view) is dict:  # the generic view holds every field already
         return _field(_field(decoded.vbody, "process"), "exec_id")
-    try:  # a lean view's type is one of KNOWN_TYPES
-        body = getattr(_exec_ids()(decoded.raw), decoded.etype)
+    etype = decoded.etype  # a lean view's type is one of KNOWN_TYPES
+    try:
+        body = getattr(_exec_id_reader(etype)(decoded.raw), etype)
     except msgspec.ValidationError:
         body = _NOT_TYPED
     if body is not _NOT_TYPED:
