@@ -106,3 +106,14 @@ def test_example_config_validates() -> None:
     assert len(sinks) >= 2
     with pytest.raises(msgspec.ValidationError, match=r"\$\[0\]"):
         msgspec.convert([{"endpoint": "http://x:4318", "bodyy": "map"}], OtlpSection)
+
+
+def test_config_defaults_are_the_sinks_own() -> None:
+    # sinks/otlp/config.py repeats these so a run without OTLP output does not import the sink at start-up
+    from tetrapipe.sinks.otlp import config as otlp_config
+    from tetrapipe.sinks.otlp import mapping, sink
+
+    assert otlp_config.DEFAULT_MAX_RECORDS == sink.DEFAULT_MAX_RECORDS
+    assert otlp_config.DEFAULT_MAX_BYTES == sink.DEFAULT_MAX_BYTES
+    assert otlp_config.DEFAULT_GROUP_SEVERITY == mapping.DEFAULT_GROUP_SEVERITY
+    assert OtlpSinkConfig().max_bytes == sink.DEFAULT_MAX_BYTES

@@ -6,32 +6,48 @@
 - cli/policies.py, cli/config_test.py: `tetrapipe policies`, `tetrapipe test`.
 """
 
+# ruff: noqa: E402 - the imports below run with the cycle collector paused (see _COLLECTING)
+
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Sequence
+
+# Start-up: importing the package makes tens of thousands of long-lived objects (classes, functions, msgspec
+# types) and no garbage cycles worth collecting, yet the collector would walk them all, again and again, as
+# they pile up (about a tenth of the start-up's CPU).  Paused for the imports; a run then collects once and
+# freezes what start-up built (tetrapipe.cli.run.tune_gc).
+_COLLECTING = gc.isenabled()
+gc.disable()
 
 from tetrapipe.cli.config_test import cmd_test
 from tetrapipe.cli.exit import EXIT_MARGIN, RunSummary, _run_to_end, _run_with_signals
 from tetrapipe.cli.parser import _command_parser, build_parser
 from tetrapipe.cli.policies import cmd_policies
 from tetrapipe.cli.run import Peers, build_peers, cmd_run, load_configuration, tune_gc
-from tetrapipe.config.check import check_config
 from tetrapipe.config.resolve import build_wiring, resolve_wiring
 from tetrapipe.config.root import Config, ConfigFileError, build_tagger, load_config
 from tetrapipe.formats import build_format
 from tetrapipe.logs import emit
-from tetrapipe.rules.docs import categories_markdown, categories_table
 from tetrapipe.sinks.base import SinkContext
 from tetrapipe.sinks.stdout import StdoutSinkConfig
 from tetrapipe.sources.stream import StdinSourceConfig
+
+if _COLLECTING:
+    gc.enable()
 
 __all__ = ["COMMANDS", "EXIT_MARGIN", "Peers", "RunSummary", "_run_to_end", "_run_with_signals", "build_parser",
            "build_peers", "cmd_categories", "cmd_check_config", "cmd_run", "load_configuration", "main", "tune_gc"]
 
 
+# The modules of the other commands (check-config, categories) are imported by their functions: a run does
+# not load them at start-up.
+
+
 def cmd_categories(args: argparse.Namespace) -> int:
+    from tetrapipe.rules.docs import categories_markdown, categories_table
     config = load_config(args.config)
     tagger = build_tagger(config.library)
     categories = [c.category for c in tagger.categories]
@@ -40,6 +56,7 @@ def cmd_categories(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from tetrapipe.config.check import check_config
     run_defaults = build_parser().parse_args(["run"])  # no flags: the file (and env) alone
 
     def wiring(config: Config) -> None:  # sinks and dead letter built, not started: formats, templates, endpoints

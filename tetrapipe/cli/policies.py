@@ -9,8 +9,6 @@ from typing import Any
 
 from tetrapipe.config.root import ConfigFileError, load_config, resolve_cidrs
 from tetrapipe.rules.library import LibraryError, load_library
-from tetrapipe.rules.policies import PolicyError, load_policies, policies_table, render, write_rendered
-from tetrapipe.rules.tetragon_export import hint_lines
 
 
 def add_policies_parser(subparsers: Any) -> None:
@@ -42,6 +40,9 @@ def add_policies_parser(subparsers: Any) -> None:
 
 def cmd_policies(args: argparse.Namespace) -> int:
     """Run `policies list|render`; 0 on success, 2 with a `tetrapipe: ` message on a user error."""
+    # imported here, not at the top: `tetrapipe run` loads this module (its parser) but never the policies
+    from tetrapipe.rules.policies import PolicyError, load_policies, policies_table, render, write_rendered
+    from tetrapipe.rules.tetragon_export import hint_lines
     try:
         config = load_config(args.config)
         library = load_library(config.library)

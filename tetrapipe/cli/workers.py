@@ -20,22 +20,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tetrapipe.config.root import ConfigFileError, build_classifier, build_filters, build_tagger, resolve_cidrs
-from tetrapipe.event.decode import LineDecoder
-from tetrapipe.formats import build_format
-from tetrapipe.formats.base import Format
-from tetrapipe.pipeline.chunks import Applier
-from tetrapipe.pipeline.filtering import ALL_SINKS
-from tetrapipe.pipeline.processor import Processor
-from tetrapipe.pipeline.runner import Pipeline
-from tetrapipe.pipeline.worker_pool import WorkerPool, WorkerState
-from tetrapipe.pipeline.workers import ChunkedProcessor, Prerendered, WorkerSource
-from tetrapipe.service.reload import Loaded, Reloader
-from tetrapipe.sinks.base import Selection
-from tetrapipe.sinks.stdout import StdoutSink
+from tetrapipe.config.root import ConfigFileError, resolve_cidrs
+
+if TYPE_CHECKING:
+    from tetrapipe.formats.base import Format
+    from tetrapipe.pipeline.runner import Pipeline
+    from tetrapipe.pipeline.worker_pool import WorkerPool, WorkerState
+    from tetrapipe.service.reload import Loaded, Reloader
+
+# The worker machinery (multiprocessing, the pool, the chunked processor) is imported when `--workers` > 1
+# asks for it, inside the functions below: a one-process run does not load it at start-up.
 
 _FAST_FORMATS = ("json", "tetrapipe")  # env.out is the line: no per-event format call
 
@@ -60,6 +56,11 @@ def attach_workers(args: argparse.Namespace, pipeline: Pipeline, reloader: Reloa
         from tetrapipe.cli.supervise import supervise
 
         return supervise(args, args.workers)
+    from tetrapipe.pipeline.chunks import Applier
+    from tetrapipe.pipeline.filtering import ALL_SINKS
+    from tetrapipe.pipeline.worker_pool import WorkerPool
+    from tetrapipe.pipeline.workers import ChunkedProcessor, Prerendered, WorkerSource
+    from tetrapipe.sinks.stdout import StdoutSink
     refused = [sink.name for sink in pipeline.sinks if not isinstance(sink, StdoutSink)]
     if refused:
         raise ConfigFileError(f"--workers {args.workers} with {', '.join(refused)}: several worker processes "
@@ -102,6 +103,7 @@ def _reload_workers(args: argparse.Namespace, reloader: Reloader, pool: WorkerPo
 
 def worker_spec(args: argparse.Namespace, loaded: Loaded) -> bytes:
     """What a worker builds its processor and format from (pickled once per configuration)."""
+    import pickle
     config = loaded.config
     return pickle.dumps({
         "config": config,
@@ -115,6 +117,13 @@ def worker_spec(args: argparse.Namespace, loaded: Loaded) -> bytes:
 
 def build_worker(spec: bytes) -> WorkerState:
     """In a worker process: the processor and stdout format the parent's run would use."""
+    import pickle
+
+    from tetrapipe.config.root import build_classifier, build_filters, build_tagger
+    from tetrapipe.event.decode import LineDecoder
+    from tetrapipe.formats import build_format
+    from tetrapipe.pipeline.processor import Processor
+    from tetrapipe.sinks.base import Selection
     s = pickle.loads(spec)  # noqa: S301 - from our own parent process
     config = s["config"]
     processor = Processor(build_tagger(config.library), build_classifier(config.egress, s["pods"], s["services"]),

@@ -25,13 +25,16 @@ built once per peer object (peers are shared, read-only dicts).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from tetrapipe.event.envelope import Envelope
-from tetrapipe.formats import ecs, ocsf
+if TYPE_CHECKING:
+    from tetrapipe.event.envelope import Envelope
+
+# The OCSF and ECS format modules (their class tables) are imported only by a sink whose templates name
+# their fields: a run without them does not pay for loading both formats at start-up.
 
 PEER_FIELDS = ("peer_namespace", "peer_kind")
 OCSF_FIELDS = ("ocsf_class", "ocsf_class_uid", "ocsf_category")
@@ -68,31 +71,41 @@ _ecs_head = msgspec.json.Decoder(_EcsHead).decode
 
 
 _OCSF_START = b'{"class_uid":'
-# class_uid -> its fields; OCSF fixes each class's category, so the class alone decides them
-_OCSF_KEYS = {uid: ocsf.topic_keys({"class_uid": uid, "category_uid": category})
-              for uid, _, category, _ in ocsf.CLASSES.values()}
 
 
-def _ocsf_keys(record: bytes) -> dict[str, str]:
-    # Fast path: tetrapipe's OCSF records start with the class; reading its digits there spares a decode
-    # of the whole record (~2 KB).  Anything else is decoded in full.
-    if record.startswith(_OCSF_START):
-        end = record.find(b",", 13, 24)
-        digits = record[13:end] if end > 0 else b""
-        if digits.isdigit():
-            keys = _OCSF_KEYS.get(int(digits))
-            if keys is not None:
-                return keys
-    head = _ocsf_head(_first_line(record))
-    return ocsf.topic_keys({"class_uid": head.class_uid, "category_uid": head.category_uid})
+def _ocsf_reader() -> Callable[[bytes], dict[str, str]]:
+    """The OCSF fields of a record (a sink with `{ocsf_*}` templates builds it once)."""
+    from tetrapipe.formats import ocsf
+    # class_uid -> its fields; OCSF fixes each class's category, so the class alone decides them
+    by_class = {uid: ocsf.topic_keys({"class_uid": uid, "category_uid": category})
+                for uid, _, category, _ in ocsf.CLASSES.values()}
+
+    def ocsf_keys(record: bytes) -> dict[str, str]:
+        # Fast path: tetrapipe's OCSF records start with the class; reading its digits there spares a decode
+        # of the whole record (~2 KB).  Anything else is decoded in full.
+        if record.startswith(_OCSF_START):
+            end = record.find(b",", 13, 24)
+            digits = record[13:end] if end > 0 else b""
+            if digits.isdigit():
+                keys = by_class.get(int(digits))
+                if keys is not None:
+                    return keys
+        head = _ocsf_head(_first_line(record))
+        return ocsf.topic_keys({"class_uid": head.class_uid, "category_uid": head.category_uid})
+    return ocsf_keys
 
 
-def _ecs_keys(record: bytes) -> dict[str, str]:
-    event = _ecs_head(record).event
-    doc: dict[str, Any] = {}
-    if event is not None:
-        doc["event"] = {k: v for k, v in (("category", event.category), ("dataset", event.dataset)) if v}
-    return ecs.topic_keys(doc)
+def _ecs_reader() -> Callable[[bytes], dict[str, str]]:
+    """The ECS fields of a record (a sink with `{ecs_*}` templates builds it once)."""
+    from tetrapipe.formats import ecs
+
+    def ecs_keys(record: bytes) -> dict[str, str]:
+        event = _ecs_head(record).event
+        doc: dict[str, Any] = {}
+        if event is not None:
+            doc["event"] = {k: v for k, v in (("category", event.category), ("dataset", event.dataset)) if v}
+        return ecs.topic_keys(doc)
+    return ecs_keys
 
 
 def _first_line(record: bytes) -> bytes:
@@ -102,11 +115,13 @@ def _first_line(record: bytes) -> bytes:
 
 def _possible_ocsf() -> list[dict[str, str]]:
     # a Detection Finding is never a record's first line: it follows its event, in the same record
+    from tetrapipe.formats import ocsf
     return [ocsf.topic_keys({"class_uid": uid, "category_uid": category})
             for name, (uid, _, category, _) in ocsf.CLASSES.items() if name != "detection_finding"]
 
 
 def _possible_ecs() -> list[dict[str, str]]:
+    from tetrapipe.formats import ecs
     heads = [*ecs.ETYPE_CLASSES.values(), *ecs.HOOK_CLASSES.values(), ecs.UNKNOWN_CLASS]
     return [ecs.topic_keys({"event": {"category": head[0], "dataset": "tetragon.log"}}) for head in heads]
 
@@ -134,7 +149,7 @@ class EventKeys:
             family = wanted.pop()
             if fmt != family:
                 raise EventKeyError(f"{{{self._format[0]}}} needs kafka.sink.format: {family} (it is {fmt})")
-            self._decode = _ocsf_keys if family == "ocsf" else _ecs_keys
+            self._decode = _ocsf_reader() if family == "ocsf" else _ecs_reader()
             combos = _possible_ocsf() if family == "ocsf" else _possible_ecs()
         self._format_values = frozenset(tuple(c[n] for n in self._format) for c in combos)
         self.needs_record = self._decode is not None

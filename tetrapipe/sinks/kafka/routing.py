@@ -29,9 +29,12 @@ and `tetrapipe-peer-workload: <workload_kind>/<workload>` (event_keys).
 
 from __future__ import annotations
 
+import functools
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
+
+import msgspec
 
 from tetrapipe.event.envelope import Envelope
 from tetrapipe.event.model import KNOWN_TYPES
@@ -194,15 +197,54 @@ class Router:
 
 
 def event_key(decoded: Any, strategy: str) -> str | None:
-    """The node name, `namespace/name` of the pod, or exec_id of a decoded event (None when absent)."""
+    """The node name, `namespace/name` of the pod, or exec_id of a decoded event (None when absent).
+
+    Read from the one decoded view (`Decoded.view`/`vbody`: the lean model, or plain dicts for an event
+    that fits no model), never from the full typed model: `node_name` and the pod are in the lean model.
+    Its process has no exec_id (a string per event for every run), so that key reads it alone from the
+    event's bytes (`_exec_id`); either way the values are those of the full model, which types them alike.
+    """
     if strategy == "node":
-        return _field(decoded.root, "node_name")
-    process = _field(decoded.body, "process")
+        return _field(decoded.view, "node_name")
     if strategy == "exec_id":
-        return _field(process, "exec_id")
-    pod = _field(process, "pod")
+        return _exec_id(decoded)
+    pod = _field(_field(decoded.vbody, "process"), "pod")
     namespace, name = _field(pod, "namespace"), _field(pod, "name")
     return f"{namespace}/{name}" if namespace and name else None
+
+
+class _ProcessExecId(msgspec.Struct, gc=False):
+    exec_id: str | None = None
+
+
+class _BodyExecId(msgspec.Struct, gc=False):
+    process: _ProcessExecId | None = None
+
+
+@functools.cache
+def _exec_id_reader(etype: str) -> Callable[[bytes], Any]:
+    """{etype: {process: {exec_id}}}: msgspec skips every other field without building it (made by the first
+    `--kafka-key exec_id` event of each type, not at start-up)."""
+    model = msgspec.defstruct(f"_ExecIdOf_{etype}", [(etype, _BodyExecId | None, None)], gc=False)
+    return msgspec.json.Decoder(model).decode
+
+
+def _exec_id(decoded: Any) -> str | None:
+    if type(decoded.view) is dict:  # the generic view holds every field already
+        return _field(_field(decoded.vbody, "process"), "exec_id")
+    etype = decoded.etype  # a lean view's type is one of KNOWN_TYPES
+    try:
+        body = getattr(_exec_id_reader(etype)(decoded.raw), etype)
+    except msgspec.ValidationError:
+        body = _NOT_TYPED
+    if body is not _NOT_TYPED:
+        process = body.process if body is not None else None
+        return process.exec_id if process is not None else None
+    # a shape the small model does not type (an unexpected type in the path): what the full model says
+    return _field(_field(decoded.body, "process"), "exec_id")
+
+
+_NOT_TYPED = object()
 
 
 def _field(obj: Any, name: str) -> Any:

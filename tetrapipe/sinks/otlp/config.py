@@ -21,18 +21,25 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 from urllib.parse import unquote, urlsplit
 
 import msgspec
 
-from tetrapipe.formats import build_format
-from tetrapipe.formats.base import Format
 from tetrapipe.sinks.base import Selection, SinkContext
-from tetrapipe.sinks.otlp.mapping import DEFAULT_GROUP_SEVERITY, LogMapper, Severity
-from tetrapipe.sinks.otlp.sink import DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS, DeadLetter, OtlpSink
-from tetrapipe.sinks.otlp.transport import TransportSettings
 from tetrapipe.transforms.filter_stage import DedupConfig, FilterLists, Items, RateLimitConfig, Redaction
+
+if TYPE_CHECKING:
+    from tetrapipe.formats.base import Format
+    from tetrapipe.sinks.otlp.sink import DeadLetter, OtlpSink
+    from tetrapipe.sinks.otlp.transport import TransportSettings
+
+# The sink, its mapping, encoders and transport are imported by the functions that build a sink: a run
+# without OTLP output does not load them (start-up time).  So the defaults the config structs need are
+# repeated here; tests/sinks/test_otlp_config.py checks they equal the sink's and mapping's own.
+DEFAULT_MAX_RECORDS = 2048
+DEFAULT_MAX_BYTES = 3 * 1024 * 1024
+DEFAULT_GROUP_SEVERITY: dict[str, str] = {"security": "WARN", "system": "INFO", "network": "INFO"}
 
 Protocol = Literal["grpc", "http/protobuf", "http/json"]
 PROTOCOLS: tuple[str, ...] = ("grpc", "http/protobuf", "http/json")
@@ -142,6 +149,7 @@ def _endpoint(cfg: OtlpSinkConfig, environ: Mapping[str, str]) -> tuple[str, boo
 
 def resolve_settings(cfg: OtlpSinkConfig, environ: Mapping[str, str] | None = None) -> TransportSettings:
     """The connection settings of one sink: its entry, then the environment, then defaults."""
+    from tetrapipe.sinks.otlp.transport import TransportSettings
     environ = os.environ if environ is None else environ
     endpoint, as_is = _endpoint(cfg, environ)
     protocol = _protocol(cfg, endpoint or "http://localhost:4318", environ)
@@ -182,6 +190,8 @@ def build_sink(cfg: OtlpSinkConfig, dead_letter: DeadLetter | None = None, *,
                environ: Mapping[str, str] | None = None, group_of: dict[str, str] | None = None,
                scope_version: str = "") -> OtlpSink:
     """One `OtlpSink` from its config entry (validates everything; raises `OtlpConfigError`)."""
+    from tetrapipe.sinks.otlp.mapping import LogMapper, Severity
+    from tetrapipe.sinks.otlp.sink import OtlpSink
     settings = resolve_settings(cfg, environ)
     sev = cfg.severity
     try:
@@ -240,6 +250,7 @@ def _format(cfg: OtlpSinkConfig, group_of: Mapping[str, str] | None) -> Format |
     """The body's format when it is not the output contract (which the processor already rendered)."""
     if cfg.format in ("tetrapipe", "json"):
         return None
+    from tetrapipe.formats import build_format
     if cfg.body == "map":
         raise OtlpConfigError(f"otlp format {cfg.format!r} is sent as a string body: body: map works with "
                               "format: tetrapipe only")
