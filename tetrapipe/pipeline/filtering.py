@@ -19,8 +19,11 @@ raised; dropped and counted for the same reason).  A dropped event is never dead
 in its batch, so its position is committed with the batch like any other.
 
 Cost: nothing runs for a scope without a stage (the processor and delivery test for None once per
-batch / per sink and group).  A stage reads the event as plain dicts (one generic decode per event
-that was not already decoded that way); a per-sink redaction or field filter re-encodes, re-decodes,
+batch / per sink and group).  Allow/deny lines whose fields the lean view carries read it
+(`ExportFilter.decide`); redaction first asks `Redactor.unchanged` (the strings it reads, decoded
+narrowly from the raw bytes); only a step that needs plain dicts (another filter line, a redaction
+that may change the event, dedup, rate limit, field filters) decodes the event generically, once;
+a per-sink redaction or field filter re-encodes, re-decodes,
 re-tags and re-renders each event it changes, for that sink alone — the other sinks keep the shared
 rendering.
 """
@@ -47,21 +50,27 @@ def run_stage(stage: Stage, decoded: Decoded, categories: Sequence[str] = (), *,
 
     `keyed=False` leaves out dedup and rate limit: the top level runs them after tagging (`run_keyed`).
     """
-    root = decoded.generic_root()
     etype = decoded.etype
-    event = root
+    root: dict[str, Any] | None = None  # the generic decode, made only when a step needs it
+    event: dict[str, Any] | None = None
     redacted = False
-    if stage.redact is not None:
+    if stage.redact is not None and not stage.redact.unchanged(decoded.raw, etype):
+        root = event = decoded.generic_root()
         event, redacted = stage.redact(event, etype)
-    if stage.export is not None and not stage.export(event, etype):
+    # a redacted event is judged as redacted (as Tetragon does); any other from the lean view
+    if stage.export is not None and not (
+            stage.export(event, etype) if redacted and event is not None else stage.export.decide(decoded)):
         return "filtered", None, False
-    if keyed and (reason := run_keyed(stage, event, etype, categories)) is not None:
-        return reason, None, False
-    if stage.fields is not None:
-        try:
-            event = stage.fields(event, etype)
-        except FieldFilterError:
-            return "field_filter", None, False
+    if keyed and stage.keyed or stage.fields is not None:
+        if event is None:
+            root = event = decoded.generic_root()
+        if keyed and (reason := run_keyed(stage, event, etype, categories)) is not None:
+            return reason, None, False
+        if stage.fields is not None:
+            try:
+                event = stage.fields(event, etype)
+            except FieldFilterError:
+                return "field_filter", None, False
     return None, (None if event is root else event), redacted
 
 

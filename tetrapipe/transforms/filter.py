@@ -22,8 +22,16 @@ Contract:
   ``ancestor_binary_regex`` for event types without ``enable-ancestors``; here they just match what
   the events carry.
 
+* ``ExportFilter.decide(decoded) -> bool``: the same verdict for a ``tetrapipe.event.decode.Decoded``,
+  read from its lean typed view where it can: a line whose fields the lean view carries
+  (:mod:`.filter_lean`: event_set, binary/arguments regexes, namespace(s), pod, policy names) is
+  checked on ``decoded.vbody``; any other line on ``decoded.generic_root()`` (decoded then, once).
+  Which lines are lean is decided here, at compile time (``lean_lines``).
+
 Cost: everything is compiled here; per event only the checks run, cheapest first unless the item
-has a ``pid_set`` (then Tetragon's order, which decides what pid_set remembers).
+has a ``pid_set`` (then Tetragon's order, which decides what pid_set remembers).  Lines are
+evaluated in the same order by both entry points and each line decides the same, so a stateful
+check (pid_set, which is never lean) sees the same calls either way.
 """
 
 from __future__ import annotations
@@ -32,9 +40,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from tetrapipe.event.model import LeanEvent
+
 from . import tetragon_schema as schema
 from .filter_checks import BUILDERS, COST, Check
 from .filter_errors import FilterConfigError
+from .filter_lean import LEAN_BUILDERS, LeanCheck
 
 _CAMEL = {"".join(w.capitalize() if i else w for i, w in enumerate(k.split("_"))): k for k in BUILDERS}
 TOP_LEVEL = frozenset({"node_name", "time", "aggregation_info", "cluster_name", "node_labels"})
@@ -69,6 +80,15 @@ def parse_filter_list(text: str, path: str = "filters") -> list[dict[str, Any]]:
 
 def compile_item(item: Any, path: str, state: dict[str, Any]) -> tuple[Check, ...]:
     """One Filter object -> its checks, in evaluation order."""
+    return compile_line(item, path, state)[0]
+
+
+Line = tuple[tuple[Check, ...], tuple[LeanCheck, ...] | None]
+"""One compiled filter line: its generic checks, and its lean checks (None: some field is not lean)."""
+
+
+def compile_line(item: Any, path: str, state: dict[str, Any]) -> Line:
+    """One Filter object -> its generic checks and, when every field it names is lean, its lean checks."""
     if not isinstance(item, dict):
         raise FilterConfigError(path, "expected an object (one Tetragon filter)")
     fields: dict[str, Any] = {}
@@ -82,13 +102,16 @@ def compile_item(item: Any, path: str, state: dict[str, Any]) -> tuple[Check, ..
     present = [name for name in BUILDERS if fields.get(name) is not None and fields[name] != []]
     if "pid_set" not in present:
         present.sort(key=lambda name: COST.get(name, 5))
-    return tuple(BUILDERS[name](fields[name], f"{path}.{name}", state) for name in present)
+    checks = tuple(BUILDERS[name](fields[name], f"{path}.{name}", state) for name in present)
+    if not all(name in LEAN_BUILDERS for name in present):
+        return checks, None
+    return checks, tuple(LEAN_BUILDERS[name](fields[name], f"{path}.{name}", state) for name in present)
 
 
 class ExportFilter:
     """Compiled allow + deny lists; call with (event, event_type)."""
 
-    __slots__ = ("_allow", "_deny", "is_noop", "cel_filters")
+    __slots__ = ("_allow", "_deny", "_allow_lines", "_deny_lines", "is_noop", "cel_filters", "lean_lines")
 
     def __init__(self, allow: Sequence[Any], deny: Sequence[Any], *, path: str = "filters",
                  enable_pid_set: bool = False) -> None:
@@ -96,8 +119,11 @@ class ExportFilter:
         for name, items in (("allow", allow), ("deny", deny)):
             if not isinstance(items, list | tuple):
                 raise FilterConfigError(f"{path}.{name}", "expected a list of filters")
-        self._allow = tuple(compile_item(f, f"{path}.allow[{i}]", state) for i, f in enumerate(allow))
-        self._deny = tuple(compile_item(f, f"{path}.deny[{i}]", state) for i, f in enumerate(deny))
+        self._allow_lines = tuple(compile_line(f, f"{path}.allow[{i}]", state) for i, f in enumerate(allow))
+        self._deny_lines = tuple(compile_line(f, f"{path}.deny[{i}]", state) for i, f in enumerate(deny))
+        self._allow = tuple(checks for checks, _ in self._allow_lines)
+        self._deny = tuple(checks for checks, _ in self._deny_lines)
+        self.lean_lines = sum(lean is not None for _, lean in self._allow_lines + self._deny_lines)
         self.is_noop = not self._allow and not self._deny
         # the CEL checks carry an ``errors`` counter (evaluation errors count as "no match")
         self.cel_filters = [c for item in self._allow + self._deny for c in item if hasattr(c, "errors")]
@@ -110,8 +136,38 @@ class ExportFilter:
             return False
         return not (self._deny and _any_item(self._deny, body, event_type))
 
+    def decide(self, decoded: Any) -> bool:
+        """The verdict for a ``Decoded`` event, from its lean view where the lines allow it."""
+        if type(decoded.view) is not LeanEvent:  # plain dicts: the view is the generic decode
+            return self(decoded.generic_root(), decoded.etype)
+        if self._allow_lines and not _any_line(self._allow_lines, decoded):
+            return False
+        return not (self._deny_lines and _any_line(self._deny_lines, decoded))
+
 
 _EMPTY: dict[str, Any] = {}
+
+
+def _any_line(lines: tuple[Line, ...], decoded: Any) -> bool:
+    etype = decoded.etype
+    vbody = decoded.vbody
+    for checks, lean in lines:
+        if lean is not None:
+            for lean_check in lean:
+                if not lean_check(vbody, etype):
+                    break
+            else:
+                return True
+            continue
+        body = decoded.generic_root().get(etype)
+        if type(body) is not dict:
+            body = _EMPTY
+        for check in checks:
+            if not check(body, etype):
+                break
+        else:
+            return True
+    return False
 
 
 def _any_item(items: tuple[tuple[Check, ...], ...], body: dict[str, Any], etype: str) -> bool:
