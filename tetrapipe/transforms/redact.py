@@ -198,6 +198,7 @@ class Redactor:
         args = body.get("args")
         proc = body.get("process")
         binary = proc.get("binary", "") if type(proc) is dict else ""
+        binary = binary if type(binary) is str else ""  # null (or not a string) reads as "", as in _process
         if type(args) is not list:
             return None
         new = [{**a, "string_arg": self.redact(binary, a["string_arg"])}
