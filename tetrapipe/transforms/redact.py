@@ -49,9 +49,14 @@ _SAME = object()
 _ARGS = frozenset({"process_kprobe", "process_tracepoint", "process_uprobe", "process_lsm", "process_usdt"})
 
 
+class _Env(msgspec.Struct, gc=False):
+    Key: Any = ""  # noqa: N815 - Tetragon's JSON names; the defaults are what `_env` reads for a missing key
+    Value: Any = ""  # noqa: N815
+
+
 class _ProcessStrings(msgspec.Struct, gc=False):
     arguments: Any = None
-    environment_variables: Any = None
+    environment_variables: list[_Env] | None = None  # an entry that is not an object: the full path decides
 
 
 class _BodyStrings(msgspec.Struct, gc=False):
@@ -161,12 +166,7 @@ class Redactor:
         args = p.arguments
         if type(args) is str and args and any_match(args):
             return False
-        envs = p.environment_variables
-        if type(envs) is list:
-            for env in envs:
-                if type(env) is dict and any_match(f"{env.get('Key', '')}={env.get('Value', '')}"):
-                    return False
-        return True
+        return not any(any_match(f"{env.Key}={env.Value}") for env in p.environment_variables or ())
 
     def _process(self, p: dict[str, Any]) -> dict[str, Any]:
         binary = p.get("binary", "")
