@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tetrapipe.event.decode import Decoded, LineDecoder
@@ -183,5 +183,37 @@ def test_run_stage_equals_the_one_decode_path(allow: list, deny: list, redaction
     new, old = stage(), stage()
     if new is None or old is None:
         return
+    for event in events:
+        assert run_stage(new, decode(event)) == one_decode_run_stage(old, decode(event)), event
+
+
+ARGUMENT_REGEXES = st.lists(st.sampled_from(["hunter2", "\\*\\*\\*", "[0-9]$", "^-", "token"]), min_size=1,
+                            max_size=2)
+ARGUMENT_LINES = st.fixed_dictionaries({}, optional={
+    "arguments_regex": ARGUMENT_REGEXES, "parent_arguments_regex": ARGUMENT_REGEXES,
+    "event_set": st.just(["PROCESS_EXEC", "PROCESS_KPROBE"]), "pid_set": st.lists(st.integers(1, 4), min_size=1),
+})
+SECRETS = ["--password hunter2", "-p=1 x", "token=abc -", "a"]
+SECRET_PROCESSES = st.fixed_dictionaries({"arguments": st.sampled_from(SECRETS), "pid": st.integers(1, 4)})
+SECRET_EVENTS = st.builds(lambda etype, process, parent: {etype: {"process": process, "parent": parent}},
+                          st.sampled_from(["process_exec", "process_kprobe", "process_throttle"]),
+                          SECRET_PROCESSES, SECRET_PROCESSES)
+
+
+@settings(max_examples=400)
+@given(st.lists(ARGUMENT_LINES, max_size=2), st.lists(ARGUMENT_LINES, max_size=2),
+       st.lists(st.fixed_dictionaries({"redact": st.sampled_from(REDACT[:3])}), min_size=1, max_size=2),
+       st.lists(SECRET_EVENTS, min_size=1, max_size=6))
+@example([{"arguments_regex": ["hunter2"]}], [], [{"redact": REDACT[0]}],
+         [{"process_exec": {"process": {"arguments": "--password hunter2", "pid": 1}}}])
+@example([], [{"parent_arguments_regex": ["[0-9]$"]}], [{"redact": REDACT[0]}],
+         [{"process_kprobe": {"process": {"pid": 1}, "parent": {"arguments": "--password hunter2"}}}])
+def test_run_stage_judges_redacted_arguments_as_redacted(allow: list, deny: list, redaction: list,
+                                                         events: list) -> None:
+    """Lines over the arguments redaction changes (and pid_set, whose memory depends on the order)."""
+    def stage() -> Stage | None:
+        return compile_stage("", FilterLists(allow=allow, deny=deny, enable_pid_set=True), "", redaction)
+    new, old = stage(), stage()
+    assert new is not None and old is not None
     for event in events:
         assert run_stage(new, decode(event)) == one_decode_run_stage(old, decode(event)), event

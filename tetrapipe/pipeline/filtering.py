@@ -54,13 +54,26 @@ def run_stage(stage: Stage, decoded: Decoded, categories: Sequence[str] = (), *,
     root: dict[str, Any] | None = None  # the generic decode, made only when a step needs it
     event: dict[str, Any] | None = None
     redacted = False
-    if stage.redact is not None and not stage.redact.unchanged(decoded.raw, etype):
+    export, redact = stage.export, stage.redact
+    # A list whose lines do not read what redaction changes is decided before redacting (a dropped event
+    # is then never redacted); the allow list always before the deny list, so pid_set sees the same calls.
+    allow_done = deny_done = export is None
+    if export is not None and redact is not None and not export.allow_reads_redacted:
+        if not export.allows(decoded):
+            return "filtered", None, False
+        allow_done = True
+        if not export.deny_reads_redacted:
+            if export.denies(decoded):
+                return "filtered", None, False
+            deny_done = True
+    if redact is not None and not redact.unchanged(decoded.raw, etype):
         root = event = decoded.generic_root()
-        event, redacted = stage.redact(event, etype)
-    # a redacted event is judged as redacted (as Tetragon does); any other from the lean view
-    if stage.export is not None and not (
-            stage.export(event, etype) if redacted and event is not None else stage.export.decide(decoded)):
-        return "filtered", None, False
+        event, redacted = redact(event, etype)
+    if export is not None and not (allow_done and deny_done):
+        # a redacted event is judged as redacted (as Tetragon does); any other from the lean view
+        judged = event if redacted else None
+        if not allow_done and not export.allows(decoded, judged) or export.denies(decoded, judged):
+            return "filtered", None, False
     if keyed and stage.keyed or stage.fields is not None:
         if event is None:
             root = event = decoded.generic_root()

@@ -83,8 +83,10 @@ def compile_item(item: Any, path: str, state: dict[str, Any]) -> tuple[Check, ..
     return compile_line(item, path, state)[0]
 
 
-Line = tuple[tuple[Check, ...], tuple[LeanCheck, ...] | None]
-"""One compiled filter line: its generic checks, and its lean checks (None: some field is not lean)."""
+Line = tuple[tuple[Check, ...], tuple[LeanCheck, ...] | None, bool]
+"""One compiled filter line: its generic checks, its lean checks (None: some field is not lean), and
+whether it may read what redaction changes (arguments; CEL may read anything)."""
+READS_REDACTED = frozenset({"arguments_regex", "parent_arguments_regex", "cel_expression"})
 
 
 def compile_line(item: Any, path: str, state: dict[str, Any]) -> Line:
@@ -103,15 +105,18 @@ def compile_line(item: Any, path: str, state: dict[str, Any]) -> Line:
     if "pid_set" not in present:
         present.sort(key=lambda name: COST.get(name, 5))
     checks = tuple(BUILDERS[name](fields[name], f"{path}.{name}", state) for name in present)
+    reads_redacted = not READS_REDACTED.isdisjoint(present)
     if not all(name in LEAN_BUILDERS for name in present):
-        return checks, None
-    return checks, tuple(LEAN_BUILDERS[name](fields[name], f"{path}.{name}", state) for name in present)
+        return checks, None, reads_redacted
+    lean = tuple(LEAN_BUILDERS[name](fields[name], f"{path}.{name}", state) for name in present)
+    return checks, lean, reads_redacted
 
 
 class ExportFilter:
     """Compiled allow + deny lists; call with (event, event_type)."""
 
-    __slots__ = ("_allow", "_deny", "_allow_lines", "_deny_lines", "is_noop", "cel_filters", "lean_lines")
+    __slots__ = ("_allow", "_deny", "_allow_lines", "_deny_lines", "is_noop", "cel_filters", "lean_lines",
+                 "allow_reads_redacted", "deny_reads_redacted")
 
     def __init__(self, allow: Sequence[Any], deny: Sequence[Any], *, path: str = "filters",
                  enable_pid_set: bool = False) -> None:
@@ -121,9 +126,12 @@ class ExportFilter:
                 raise FilterConfigError(f"{path}.{name}", "expected a list of filters")
         self._allow_lines = tuple(compile_line(f, f"{path}.allow[{i}]", state) for i, f in enumerate(allow))
         self._deny_lines = tuple(compile_line(f, f"{path}.deny[{i}]", state) for i, f in enumerate(deny))
-        self._allow = tuple(checks for checks, _ in self._allow_lines)
-        self._deny = tuple(checks for checks, _ in self._deny_lines)
-        self.lean_lines = sum(lean is not None for _, lean in self._allow_lines + self._deny_lines)
+        self._allow = tuple(line[0] for line in self._allow_lines)
+        self._deny = tuple(line[0] for line in self._deny_lines)
+        self.lean_lines = sum(line[1] is not None for line in self._allow_lines + self._deny_lines)
+        # whether redaction can change the verdict of a list (else it may be decided before redacting)
+        self.allow_reads_redacted = any(line[2] for line in self._allow_lines)
+        self.deny_reads_redacted = any(line[2] for line in self._deny_lines)
         self.is_noop = not self._allow and not self._deny
         # the CEL checks carry an ``errors`` counter (evaluation errors count as "no match")
         self.cel_filters = [c for item in self._allow + self._deny for c in item if hasattr(c, "errors")]
@@ -138,20 +146,34 @@ class ExportFilter:
 
     def decide(self, decoded: Any) -> bool:
         """The verdict for a ``Decoded`` event, from its lean view where the lines allow it."""
-        if type(decoded.view) is not LeanEvent:  # plain dicts: the view is the generic decode
-            return self(decoded.generic_root(), decoded.etype)
-        if self._allow_lines and not _any_line(self._allow_lines, decoded):
-            return False
-        return not (self._deny_lines and _any_line(self._deny_lines, decoded))
+        return self.allows(decoded) and not self.denies(decoded)
+
+    def allows(self, decoded: Any, event: dict[str, Any] | None = None) -> bool:
+        """The allow half of ``decide``; on ``event`` (plain dicts, e.g. redacted) when given."""
+        return not self._allow or _matches(self._allow_lines, self._allow, decoded, event)
+
+    def denies(self, decoded: Any, event: dict[str, Any] | None = None) -> bool:
+        """The deny half of ``decide`` (evaluate it after ``allows``, as ``decide`` does: pid_set)."""
+        return bool(self._deny) and _matches(self._deny_lines, self._deny, decoded, event)
 
 
 _EMPTY: dict[str, Any] = {}
 
 
+def _matches(lines: tuple[Line, ...], items: tuple[tuple[Check, ...], ...], decoded: Any,
+             event: dict[str, Any] | None) -> bool:
+    if event is None and type(decoded.view) is LeanEvent:
+        return _any_line(lines, decoded)
+    if event is None:  # plain dicts: the view is the generic decode
+        event = decoded.generic_root()
+    body = event.get(decoded.etype)
+    return _any_item(items, body if type(body) is dict else _EMPTY, decoded.etype)
+
+
 def _any_line(lines: tuple[Line, ...], decoded: Any) -> bool:
     etype = decoded.etype
     vbody = decoded.vbody
-    for checks, lean in lines:
+    for checks, lean, _ in lines:
         if lean is not None:
             for lean_check in lean:
                 if not lean_check(vbody, etype):
