@@ -1,7 +1,9 @@
 """Where the Tetragon-style filters run: the top level in the processor, each sink's in delivery.
 
 A `Stage` (tetrapipe.transforms.filter_stage) applies, per event, in this order:
-redaction → allow/deny filters → dedup → rate limit → field filters.  (Tetragon redacts when the
+redaction → allow/deny filters → dedup → rate limit → field filters.  (An allow or deny list none of
+whose lines reads what redaction changes — arguments, CEL — is decided before redacting, allow
+before deny: the same verdicts, and a dropped event is never redacted.)  (Tetragon redacts when the
 event is made, before its export filters see it; field filters come last, so dedup and rate-limit
 keys read the whole event.)  At the top level, dedup and rate limit run last, after tagging (their
 keys may name `categories`), on the event as redaction and field filters left it.  Their summary
