@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tetrapipe.event.decode import BadInput, LineDecoder
 from tetrapipe.transforms.filter import compile_filters, event_type_of, parse_filter_list
 from tetrapipe.transforms.filter_errors import FilterConfigError
 
@@ -56,3 +57,11 @@ def test_tetragon_case(case: dict) -> None:
     event = case["event"]
     etype = case.get("event_type", event_type_of(event))
     assert check(event, etype) is case["expect"], case.get("message", "")
+    # the same verdict on the lean view the run decodes (ExportFilter.decide), with a fresh pid_set memory
+    try:
+        decoded = LineDecoder().decode(json.dumps(event).encode())
+    except BadInput:
+        return  # not an event a run would filter (e.g. no event-type key)
+    if decoded is not None and decoded.etype == etype:
+        fresh = compile_filters(case["filters"], [], enable_pid_set=enable)
+        assert fresh.decide(decoded) is case["expect"], case.get("message", "")

@@ -88,3 +88,11 @@ def test_non_process_events_and_no_filters_pass_through() -> None:
 def test_compile_errors_name_the_path(bad: list, where: str) -> None:
     with pytest.raises(FilterConfigError, match=where):
         compile_redaction(bad)
+
+
+def test_string_args_of_a_process_with_a_null_binary_read_it_as_empty() -> None:
+    """Found by tests/transforms/test_filter_lean.py: a null binary raised AttributeError (a dead letter)."""
+    redactor = compile_redaction([{"redact": ["(?i)token=(\\S+)"], "binary_regex": ["^$"]}], string_args=True)
+    event = {"process_kprobe": {"process": {"binary": None}, "args": [{"string_arg": "token=abc"}]}}
+    out, redacted = redactor(event, "process_kprobe")
+    assert redacted and out["process_kprobe"]["args"] == [{"string_arg": "token=*****"}]

@@ -1,7 +1,9 @@
 """Where the Tetragon-style filters run: the top level in the processor, each sink's in delivery.
 
 A `Stage` (tetrapipe.transforms.filter_stage) applies, per event, in this order:
-redaction → allow/deny filters → dedup → rate limit → field filters.  (Tetragon redacts when the
+redaction → allow/deny filters → dedup → rate limit → field filters.  (An allow or deny list none of
+whose lines reads what redaction changes — arguments, CEL — is decided before redacting, allow
+before deny: the same verdicts, and a dropped event is never redacted.)  (Tetragon redacts when the
 event is made, before its export filters see it; field filters come last, so dedup and rate-limit
 keys read the whole event.)  At the top level, dedup and rate limit run last, after tagging (their
 keys may name `categories`), on the event as redaction and field filters left it.  Their summary
@@ -19,8 +21,11 @@ raised; dropped and counted for the same reason).  A dropped event is never dead
 in its batch, so its position is committed with the batch like any other.
 
 Cost: nothing runs for a scope without a stage (the processor and delivery test for None once per
-batch / per sink and group).  A stage reads the event as plain dicts (one generic decode per event
-that was not already decoded that way); a per-sink redaction or field filter re-encodes, re-decodes,
+batch / per sink and group).  Allow/deny lines whose fields the lean view carries read it
+(`ExportFilter.decide`); redaction first asks `Redactor.unchanged` (the strings it reads, decoded
+narrowly from the raw bytes); only a step that needs plain dicts (another filter line, a redaction
+that may change the event, dedup, rate limit, field filters) decodes the event generically, once;
+a per-sink redaction or field filter re-encodes, re-decodes,
 re-tags and re-renders each event it changes, for that sink alone — the other sinks keep the shared
 rendering.
 """
@@ -47,21 +52,40 @@ def run_stage(stage: Stage, decoded: Decoded, categories: Sequence[str] = (), *,
 
     `keyed=False` leaves out dedup and rate limit: the top level runs them after tagging (`run_keyed`).
     """
-    root = decoded.generic_root()
     etype = decoded.etype
-    event = root
+    root: dict[str, Any] | None = None  # the generic decode, made only when a step needs it
+    event: dict[str, Any] | None = None
     redacted = False
-    if stage.redact is not None:
-        event, redacted = stage.redact(event, etype)
-    if stage.export is not None and not stage.export(event, etype):
-        return "filtered", None, False
-    if keyed and (reason := run_keyed(stage, event, etype, categories)) is not None:
-        return reason, None, False
-    if stage.fields is not None:
-        try:
-            event = stage.fields(event, etype)
-        except FieldFilterError:
-            return "field_filter", None, False
+    export, redact = stage.export, stage.redact
+    # A list whose lines do not read what redaction changes is decided before redacting (a dropped event
+    # is then never redacted); the allow list always before the deny list, so pid_set sees the same calls.
+    allow_done = deny_done = export is None
+    if export is not None and redact is not None and not export.allow_reads_redacted:
+        if not export.allows(decoded):
+            return "filtered", None, False
+        allow_done = True
+        if not export.deny_reads_redacted:
+            if export.denies(decoded):
+                return "filtered", None, False
+            deny_done = True
+    if redact is not None and not redact.unchanged(decoded.raw, etype):
+        root = event = decoded.generic_root()
+        event, redacted = redact(event, etype)
+    if export is not None and not (allow_done and deny_done):
+        # a redacted event is judged as redacted (as Tetragon does); any other from the lean view
+        judged = event if redacted else None
+        if not allow_done and not export.allows(decoded, judged) or export.denies(decoded, judged):
+            return "filtered", None, False
+    if keyed and stage.keyed or stage.fields is not None:
+        if event is None:
+            root = event = decoded.generic_root()
+        if keyed and (reason := run_keyed(stage, event, etype, categories)) is not None:
+            return reason, None, False
+        if stage.fields is not None:
+            try:
+                event = stage.fields(event, etype)
+            except FieldFilterError:
+                return "field_filter", None, False
     return None, (None if event is root else event), redacted
 
 

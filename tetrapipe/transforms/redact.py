@@ -22,6 +22,13 @@ in Tetragon and ignored by it, is accepted and ignored).  ``Redactor(event, even
   ``string_arg`` values of ``args`` of kprobe/tracepoint/uprobe/lsm/usdt events, matched against the
   event's ``process.binary``.
 
+``Redactor.unchanged(raw, event_type) -> bool``: True only when the redactor would return the event
+unchanged (``redacted`` False) -- then the caller need not decode the whole event.  It decodes from the
+raw JSON only the strings redaction reads (arguments, environment, string args) into a narrow
+``msgspec`` struct and runs the same any-pattern search on each exact string as ``__call__`` does
+first; an event whose shape that struct cannot take (a process that is not an object, ...) answers
+False (the caller takes the full path).  Proven by a differential property test.
+
 The input event is not mutated.  Per string, results are memoised (bounded), so a repeated argument
 line costs a dict lookup; a line no pattern matches costs one RE2 search the first time.
 """
@@ -31,6 +38,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
+
 from .filter_errors import FilterConfigError
 from .re2match import MEMO_MAX_LEN, MEMO_SIZE, AnyRegex, compile_re2, redact_bytes
 
@@ -38,6 +47,35 @@ _PROC = frozenset({"process_exec", "process_exit", "process_kprobe", "process_tr
                    "process_usdt", "process_lsm", "process_loader"})
 _SAME = object()
 _ARGS = frozenset({"process_kprobe", "process_tracepoint", "process_uprobe", "process_lsm", "process_usdt"})
+
+
+class _Env(msgspec.Struct, gc=False):
+    Key: Any = ""  # noqa: N815 - Tetragon's JSON names; the defaults are what `_env` reads for a missing key
+    Value: Any = ""  # noqa: N815
+
+
+class _ProcessStrings(msgspec.Struct, gc=False):
+    arguments: Any = None
+    environment_variables: list[_Env] | None = None  # an entry that is not an object: the full path decides
+
+
+class _BodyStrings(msgspec.Struct, gc=False):
+    process: _ProcessStrings | None = None
+    parent: _ProcessStrings | None = None
+    ancestors: list[_ProcessStrings] | None = None
+    args: Any = None
+
+
+_BodyDecoder = msgspec.json.Decoder
+
+
+def _decoder_for(etype: str) -> Any:
+    """A decoder of just ``{etype: {process, parent, ancestors, args}}``: every other key is skipped."""
+    event = msgspec.defstruct(f"_Strings_{etype}", [(etype, _BodyStrings | None, None)], gc=False)
+    return _BodyDecoder(event)
+
+
+_DECODERS = {etype: _decoder_for(etype) for etype in sorted(_PROC)}
 
 
 class _Filter:
@@ -103,6 +141,33 @@ class Redactor:
             return event, False
         return {**event, event_type: new_body}, True
 
+    def unchanged(self, raw: bytes, event_type: str) -> bool:
+        """True only if ``self(generic decode of raw, event_type)`` returns the event unchanged."""
+        if self._any is None or event_type not in _PROC:
+            return True
+        try:
+            body = getattr(_DECODERS[event_type].decode(raw), event_type)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return False  # a shape the narrow struct cannot take: let the full path decide
+        if body is None:
+            return True
+        procs = [body.process, body.parent, *(body.ancestors or ())]
+        if not all(p is None or self._process_unchanged(p) for p in procs):
+            return False
+        if self._string_args and event_type in _ARGS and type(body.args) is list:
+            return not any(type(a) is dict and type(s := a.get("string_arg")) is str and self._any(s)
+                           for a in body.args)
+        return True
+
+    def _process_unchanged(self, p: _ProcessStrings) -> bool:
+        """What ``_process`` checks first, string by string: no pattern matches anywhere in it."""
+        any_match = self._any
+        assert any_match is not None
+        args = p.arguments
+        if type(args) is str and args and any_match(args):
+            return False
+        return not any(any_match(f"{env.Key}={env.Value}") for env in p.environment_variables or ())
+
     def _process(self, p: dict[str, Any]) -> dict[str, Any]:
         binary = p.get("binary", "")
         binary = binary if type(binary) is str else ""
@@ -133,6 +198,7 @@ class Redactor:
         args = body.get("args")
         proc = body.get("process")
         binary = proc.get("binary", "") if type(proc) is dict else ""
+        binary = binary if type(binary) is str else ""  # null (or not a string) reads as "", as in _process
         if type(args) is not list:
             return None
         new = [{**a, "string_arg": self.redact(binary, a["string_arg"])}
