@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tetrapipe"
 
 # Bottom to top; one tuple is one level.
 LAYERS: list[tuple[str, ...]] = [
-    ("logs",), ("event",), ("rules",), ("transforms",), ("formats",), ("clients",),
+    ("logs", "registry"), ("event",), ("rules",), ("transforms",), ("formats",), ("clients",),
     ("sources", "sinks"), ("pipeline",), ("config",), ("service",), ("cli",), ("__main__",),
 ]
 LEVEL = {name: i for i, names in enumerate(LAYERS) for name in names}

@@ -11,8 +11,9 @@ that writes stdout does not import the Kafka or gRPC clients.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from tetrapipe.registry import load_registered
 
 SINKS: dict[str, str] = {
     "stdout": "tetrapipe.sinks.stdout:StdoutSinkConfig",
@@ -26,18 +27,12 @@ DEAD_LETTERS: dict[str, str] = {
 }
 
 
-def _load(registry: dict[str, str], kind: str, name: str) -> Any:
-    if name not in registry:
-        raise KeyError(f"unknown {kind} {name!r}; known: {', '.join(registry)}")
-    module, _, attr = registry[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
-
 
 def sink_config(name: str) -> Any:
     """The config struct of the sink registered under `name`."""
-    return _load(SINKS, "sink", name)
+    return load_registered(SINKS, "sink", name)
 
 
 def dead_letter_config(name: str) -> Any:
     """The config struct of the dead-letter target registered under `name`."""
-    return _load(DEAD_LETTERS, "dead-letter target", name)
+    return load_registered(DEAD_LETTERS, "dead-letter target", name)

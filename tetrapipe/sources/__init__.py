@@ -10,9 +10,9 @@ run that reads stdin does not pay for importing the Kafka client.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from tetrapipe.registry import load_registered
 from tetrapipe.sources.stream import FileSource, StdinSource
 
 SOURCES: dict[str, str] = {
@@ -23,17 +23,9 @@ SOURCES: dict[str, str] = {
 }
 
 
-def load_registered(registry: dict[str, str], kind: str, name: str) -> Any:
-    """The object `registry` names under `name` ("module:attr", imported now); KeyError lists the known names."""
-    if name not in registry:
-        raise KeyError(f"unknown {kind} {name!r}; known: {', '.join(registry)}")
-    module, _, attr = registry[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
 def source_config(name: str) -> Any:
     """The config struct of the source registered under `name`."""
     return load_registered(SOURCES, "source", name)
 
 
-__all__ = ["SOURCES", "FileSource", "StdinSource", "load_registered", "source_config"]
+__all__ = ["SOURCES", "FileSource", "StdinSource", "source_config"]
