@@ -21,7 +21,7 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import yaml
@@ -94,6 +94,36 @@ async def no_open_transaction(bootstrap: str, topics: list[str]) -> bool:
     return ends["read_committed"] == ends["read_uncommitted"]
 
 
+class Names(NamedTuple):
+    """One test's consumer group, output topic prefix and input topic (unique per test)."""
+
+    group: str
+    prefix: str
+    raw: str
+
+
+async def input_topic(broker: Broker, total: int = 0) -> Names:
+    """Fresh names, the input topic created, and `total` inputs produced into it (0: produce later)."""
+    names = Names(unique_name("g"), unique_name("out"), unique_name("in"))
+    await create_topic(broker.bootstrap, names.raw, PARTITIONS)
+    if total:
+        await produce_stream(broker, names.raw, 0, total)
+    return names
+
+
+def eos_args(broker: Broker, tmp_path: Path, names: Names, name: str, **transactions: Any) -> list[str]:
+    """A worker's arguments with its own exactly-once config file and a unique transactional id."""
+    config = eos_config(tmp_path / f"{name}.yaml", broker, unique_name(name), **transactions)
+    return worker_args(broker, config, names.raw, names.group, names.prefix)
+
+
+async def commit_all_then_stop(worker: Worker, broker: Broker, names: Names, what: str) -> None:
+    """Wait (bounded) until every input offset is committed, then SIGTERM: it must exit 0."""
+    await wait_until(lambda: all_committed(broker.bootstrap, names.group, names.raw, PARTITIONS), 240, what)
+    worker.signal(signal.SIGTERM)
+    assert await worker.wait() == 0, worker.log()
+
+
 def output_topics(prefix: str, groups: dict[str, str]) -> list[str]:
     return [f"{prefix}.{c}" for c in [*groups, "other", "dlq"]]
 
@@ -128,12 +158,8 @@ async def test_sigkill_mid_transaction_and_restart_exactly_once(kafka_broker: Br
                                                                 tagger) -> None:
     needs_transactions(kafka_broker)
     total = 20_000
-    group, prefix, raw = unique_name("g"), unique_name("out"), unique_name("in")
-    await create_topic(kafka_broker.bootstrap, raw, PARTITIONS)
-    await produce_stream(kafka_broker, raw, 0, total)
-    config = eos_config(tmp_path / "k.yaml", kafka_broker, unique_name("txn"))
-    args = worker_args(kafka_broker, config, raw, group, prefix)
-
+    names = await input_topic(kafka_broker, total)
+    args = eos_args(kafka_broker, tmp_path, names, "txn")
     first = Worker(tmp_path, "first", [*args, "--stall-after-writes", "4"])
     try:
         await wait_until(lambda: _true(first.status().get("stalled", False)), 120, "the worker to stall")
@@ -143,13 +169,10 @@ async def test_sigkill_mid_transaction_and_restart_exactly_once(kafka_broker: Br
         first.kill()
     second = Worker(tmp_path, "second", args)  # the same transactional id: fences the first, aborts its transaction
     try:
-        await wait_until(lambda: all_committed(kafka_broker.bootstrap, group, raw, PARTITIONS), 180,
-                         "the restarted worker to commit everything")
-        second.signal(signal.SIGTERM)
-        assert await second.wait() == 0, second.log()
+        await commit_all_then_stop(second, kafka_broker, names, "the restarted worker to commit everything")
     finally:
         second.kill()
-    committed, uncommitted = await assert_exactly_once(kafka_broker, prefix, tagger.groups, total)
+    committed, uncommitted = await assert_exactly_once(kafka_broker, names.prefix, tagger.groups, total)
     print(f"\nSIGKILL: {committed} committed output records; {uncommitted - committed} aborted ones in the log; "
           f"restarted worker: {second.status()}")
     assert uncommitted > committed, "no aborted records: the kill did not land inside a transaction"
@@ -160,11 +183,8 @@ async def test_sigterm_with_a_transaction_held_past_the_grace_period_aborts_it(k
     """SIGTERM: the open transaction cannot commit within --grace, so it is aborted (exit 3); a restart redoes it."""
     needs_transactions(kafka_broker)
     total = 8_000
-    group, prefix, raw = unique_name("g"), unique_name("out"), unique_name("in")
-    await create_topic(kafka_broker.bootstrap, raw, PARTITIONS)
-    await produce_stream(kafka_broker, raw, 0, total)
-    config = eos_config(tmp_path / "k.yaml", kafka_broker, unique_name("txn"), timeout_ms=300_000)
-    args = worker_args(kafka_broker, config, raw, group, prefix)
+    names = await input_topic(kafka_broker, total)
+    args = eos_args(kafka_broker, tmp_path, names, "txn", timeout_ms=300_000)
     held = Worker(tmp_path, "held", [*args, "--grace", "2", "--stall-after-writes", "1"])
     try:
         await wait_until(lambda: _true(held.status().get("stalled", False)), 120, "the worker to hold a transaction")
@@ -173,42 +193,33 @@ async def test_sigterm_with_a_transaction_held_past_the_grace_period_aborts_it(k
     finally:
         held.kill()
     # Aborted by the worker itself, not left to the broker's timeout (5 minutes here): no transaction stays open.
-    topics = output_topics(prefix, tagger.groups)
+    topics = output_topics(names.prefix, tagger.groups)
     await wait_until(lambda: no_open_transaction(kafka_broker.bootstrap, topics), 60,
                      "the last stable offsets to reach the ends (the held transaction aborted)")
     committed_now = await read_outputs(kafka_broker.bootstrap, topics, "read_committed")
     assert len(await read_outputs(kafka_broker.bootstrap, topics, "read_uncommitted")) > len(committed_now)
     again = Worker(tmp_path, "again", args)
     try:
-        await wait_until(lambda: all_committed(kafka_broker.bootstrap, group, raw, PARTITIONS), 180,
-                         "the restarted worker to commit everything")
-        again.signal(signal.SIGTERM)
-        assert await again.wait() == 0, again.log()
+        await commit_all_then_stop(again, kafka_broker, names, "the restarted worker to commit everything")
     finally:
         again.kill()
-    await assert_exactly_once(kafka_broker, prefix, tagger.groups, total)
+    await assert_exactly_once(kafka_broker, names.prefix, tagger.groups, total)
 
 
 async def test_broker_sigkill_and_restart_exactly_once(kafka_broker: Broker, tmp_path: Path, tagger) -> None:
     needs_transactions(kafka_broker)
     total = 20_000
-    group, prefix, raw = unique_name("g"), unique_name("out"), unique_name("in")
-    await create_topic(kafka_broker.bootstrap, raw, PARTITIONS)
-    await produce_stream(kafka_broker, raw, 0, total)
+    names = await input_topic(kafka_broker, total)
     # The held transaction outlives max_seconds (so it is aborted and redone), never the producer's timeout.
-    config = eos_config(tmp_path / "k.yaml", kafka_broker, unique_name("txn"), max_seconds=3.0, timeout_ms=300_000)
-    worker = Worker(tmp_path, "w", [*worker_args(kafka_broker, config, raw, group, prefix),
-                                     "--stall-after-writes", "4", "--stall-seconds", "6"])
+    args = eos_args(kafka_broker, tmp_path, names, "txn", max_seconds=3.0, timeout_ms=300_000)
+    worker = Worker(tmp_path, "w", [*args, "--stall-after-writes", "4", "--stall-seconds", "6"])
     try:
         await wait_until(lambda: _true(worker.status().get("stalled", False)), 120, "the worker to hold a transaction")
         await kafka_broker.arestart(kill=True)
-        await wait_until(lambda: all_committed(kafka_broker.bootstrap, group, raw, PARTITIONS), 240,
-                         "the worker to commit everything after the broker restart")
-        worker.signal(signal.SIGTERM)
-        assert await worker.wait() == 0, worker.log()
+        await commit_all_then_stop(worker, kafka_broker, names, "the worker to commit everything after the restart")
     finally:
         worker.kill()
-    committed, uncommitted = await assert_exactly_once(kafka_broker, prefix, tagger.groups, total)
+    committed, uncommitted = await assert_exactly_once(kafka_broker, names.prefix, tagger.groups, total)
     status = worker.status()
     print(f"\nbroker SIGKILL: {committed} committed, {uncommitted - committed} aborted records; worker: {status}")
     assert status["transactions"]["aborted"] >= 1
@@ -219,35 +230,27 @@ async def test_two_workers_one_killed_survivor_takes_over_exactly_once(kafka_bro
                                                                       tagger) -> None:
     needs_transactions(kafka_broker)
     total = 20_000
-    group, prefix, raw = unique_name("g"), unique_name("out"), unique_name("in")
-    await create_topic(kafka_broker.bootstrap, raw, PARTITIONS)
+    names = await input_topic(kafka_broker)
     # Distinct ids (two workers at once); a short transaction timeout: the killed one's is aborted by the broker.
     short = {"max_seconds": 4.0, "timeout_ms": 8_000}
-    args_a = worker_args(kafka_broker, eos_config(tmp_path / "a.yaml", kafka_broker, unique_name("a"), **short),
-                         raw, group, prefix)
-    args_b = worker_args(kafka_broker, eos_config(tmp_path / "b.yaml", kafka_broker, unique_name("b"), **short),
-                         raw, group, prefix)
-    a = Worker(tmp_path, "a", [*args_a, "--stall-after-writes", "2"])
-    b = Worker(tmp_path, "b", args_b)
+    a = Worker(tmp_path, "a", [*eos_args(kafka_broker, tmp_path, names, "a", **short), "--stall-after-writes", "2"])
+    b = Worker(tmp_path, "b", eos_args(kafka_broker, tmp_path, names, "b", **short))
     try:
         def split() -> bool:
             owned_a, owned_b = set(a.status()["owned"]), set(b.status()["owned"])
             return bool(owned_a) and bool(owned_b) and len(owned_a | owned_b) == PARTITIONS
 
         await wait_until(lambda: _true(split()), 90, "both workers to own partitions")
-        await produce_stream(kafka_broker, raw, 0, total)
+        await produce_stream(kafka_broker, names.raw, 0, total)
         await wait_until(lambda: _true(a.status().get("stalled", False)), 120, "worker a to hold a transaction")
         a.signal(signal.SIGKILL)
         assert await a.wait() == -signal.SIGKILL
         await wait_until(lambda: _true(len(b.status()["owned"]) == PARTITIONS), 90, "the survivor to take over")
-        await wait_until(lambda: all_committed(kafka_broker.bootstrap, group, raw, PARTITIONS), 180,
-                         "the survivor to commit everything")
-        b.signal(signal.SIGTERM)
-        assert await b.wait() == 0, b.log()
+        await commit_all_then_stop(b, kafka_broker, names, "the survivor to commit everything")
     finally:
         a.kill()
         b.kill()
-    committed, uncommitted = await assert_exactly_once(kafka_broker, prefix, tagger.groups, total)
+    committed, uncommitted = await assert_exactly_once(kafka_broker, names.prefix, tagger.groups, total)
     print(f"\ntakeover: {committed} committed, {uncommitted - committed} aborted records; survivor: {b.status()}")
     assert uncommitted > committed, "no aborted records: worker a's open transaction left nothing behind"
 
