@@ -219,4 +219,7 @@ class Prerendered:
         raise NotImplementedError("rendered per batch (lines), never per record")
 
     def lines(self, envelopes: Any) -> bytes:
-        return b"".join([env.out for env in envelopes])
+        blocks = [out for env in envelopes if (out := env.out)]
+        if len(blocks) == 1:  # one chunk's block (the usual case): written as received, not copied again
+            return blocks[0]
+        return b"".join(blocks)
