@@ -7,7 +7,7 @@ Why not `concurrent.futures.ProcessPoolExecutor`: its manager and feeder
 threads, wake-up pipes and pickling of whole chunks on other threads cost the
 parent more CPU than its share of the work.  Here each worker has two pipes,
 written and read on the run's own loop (non-blocking, `add_reader`/`add_writer`):
-a chunk is one frame each way (`tetrapipe.pipeline.worker_process`), its big
+a chunk is one frame each way (`tetrapipe.pipeline.worker_process`, `.worker_channel`), its big
 bytes never copied into the pickle nor through a growing buffer.
 
 Processes are started with the 'forkserver' context — never `fork` in a
@@ -34,25 +34,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import os
 import pickle
 import time
 from collections import deque
 from collections.abc import Callable
 from multiprocessing import get_context
-from multiprocessing.connection import Connection
-from typing import Any, cast
+from typing import Any
 
 from tetrapipe.event.envelope import Batch
 from tetrapipe.logs import emit
 from tetrapipe.pipeline.chunks import Chunk, ChunkResult, chunk_of
-from tetrapipe.pipeline.worker_process import HEADER, Build, WorkerState, header, worker_main
+from tetrapipe.pipeline.worker_channel import Channel, own_fd
+from tetrapipe.pipeline.worker_process import Build, WorkerState, header, worker_main
 
 __all__ = ["MAX_DEATHS", "MAX_RESTARTS", "RESTART_WINDOW", "Build", "WorkerDied", "WorkerPool", "WorkerState"]
 
-_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux
-_PIPE_SIZE = 1 << 20  # /proc/sys/fs/pipe-max-size by default
 MAX_DEATHS = 2  # a chunk outstanding at this many worker deaths is not tried again
 MAX_RESTARTS = 5  # replacements allowed within RESTART_WINDOW seconds
 RESTART_WINDOW = 60.0
@@ -73,114 +69,6 @@ class _Job:
         self.deaths = 0
 
 
-class _Channel:
-    """A worker's two pipes on the event loop: frames written and read without extra copies.
-
-    Reads go straight into buffers of the announced sizes (no growing buffer, no memmove); the
-    result's output bytes stay in their buffer (a bytearray nobody mutates: joined and written as is).
-    """
-
-    def __init__(self, worker: _Worker, rfd: int, wfd: int) -> None:
-        self.worker = worker
-        self.rfd, self.wfd = rfd, wfd
-        self.loop = asyncio.get_running_loop()
-        os.set_blocking(rfd, False)
-        os.set_blocking(wfd, False)
-        self._pending: deque[memoryview] = deque()
-        self._writing = False
-        self._closed = False
-        self._expect_header()
-        self.loop.add_reader(rfd, self._readable)
-
-    def _expect_header(self) -> None:
-        self._header = bytearray(HEADER)
-        self._views = [memoryview(self._header)]
-        self._body: tuple[bytearray, bytearray] | None = None
-
-    def send(self, head: bytes, blob: bytes) -> None:
-        self._pending.append(memoryview(head))
-        if blob:
-            self._pending.append(memoryview(blob))
-        if not self._writing:
-            self._flush()
-
-    def _flush(self) -> None:
-        pending = self._pending
-        while pending and not self._closed:
-            try:
-                written = os.write(self.wfd, pending[0])
-            except BlockingIOError:
-                break
-            except OSError as exc:  # EPIPE: the worker is gone
-                self._lost(exc)
-                return
-            if written < len(pending[0]):
-                pending[0] = pending[0][written:]
-            else:
-                pending.popleft()
-        if self._closed:
-            return
-        if pending and not self._writing:
-            self.loop.add_writer(self.wfd, self._flush)
-            self._writing = True
-        elif not pending and self._writing:
-            self.loop.remove_writer(self.wfd)
-            self._writing = False
-
-    def _readable(self) -> None:
-        try:
-            got = os.readv(self.rfd, self._views)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._lost(exc)
-            return
-        if got == 0:
-            self._lost(None)
-            return
-        views = self._views
-        while got:
-            if got >= len(views[0]):
-                got -= len(views.pop(0))
-            else:
-                views[0] = views[0][got:]
-                got = 0
-        if not views:
-            self._complete()
-
-    def _complete(self) -> None:
-        if self._body is None:
-            head = self._header
-            meta = bytearray(int.from_bytes(head[:8], "big"))
-            blob = bytearray(int.from_bytes(head[8:], "big"))
-            self._body = (meta, blob)
-            self._views = [memoryview(b) for b in self._body if b]
-            if self._views:
-                return
-        meta, blob = self._body
-        result = pickle.loads(meta)  # noqa: S301 - from our own worker
-        result.out = cast(bytes, blob)
-        self._expect_header()
-        self.worker.answered(result)
-
-    def _lost(self, exc: Exception | None) -> None:
-        if not self._closed:
-            self.close()
-            self.worker.died(exc)
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._pending.clear()
-        self.loop.remove_reader(self.rfd)
-        if self._writing:
-            self.loop.remove_writer(self.wfd)
-        for fd in (self.rfd, self.wfd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-
 class _Worker:
     """One worker slot: its current process and channel, and its jobs in the order they were sent."""
 
@@ -188,7 +76,7 @@ class _Worker:
         self.pool = pool
         self.number = number
         self.process: Any = None
-        self.channel: _Channel | None = None  # None while (re)starting: jobs wait in `waiting`
+        self.channel: Channel | None = None  # None while (re)starting: jobs wait in `waiting`
         self.waiting: deque[_Job] = deque()
         self.generation = -1  # of the last spec sent to the current process
 
@@ -222,18 +110,6 @@ class _Worker:
                 job.future.set_exception(error)
 
 
-def _own_fd(connection: Connection) -> int:
-    """The connection's pipe, its capacity raised to a chunk's size where the system allows.
-
-    A 64 KiB pipe costs a write, a wake-up and a read per 64 KiB of every chunk, both ways.
-    """
-    fd = os.dup(connection.fileno())
-    connection.close()
-    with contextlib.suppress(OSError):
-        fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_SIZE)
-    return fd
-
-
 class WorkerPool:
     def __init__(self, workers: int, build: Build, spec: bytes) -> None:
         self.workers = workers
@@ -247,6 +123,7 @@ class WorkerPool:
         self._restarts: deque[float] = deque()  # when replacements were started, within RESTART_WINDOW
         self._starting: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._launched: list[Any] = []  # every process started, killed by close()
 
     @property
     def pids(self) -> list[int]:
@@ -263,19 +140,30 @@ class WorkerPool:
         process = context.Process(target=worker_main, args=(self.build, to_worker_r, from_worker_w),
                                   name=f"tetrapipe-worker-{worker.number}", daemon=True)
         try:
-            await asyncio.to_thread(process.start)  # the first start launches the fork server
+            await asyncio.to_thread(self._launch, process)  # the first start launches the fork server
         finally:
             to_worker_r.close()
             from_worker_w.close()
         if self._closed:
-            process.kill()
             from_worker_r.close()
             to_worker_w.close()
             return
         worker.process, worker.generation = process, -1
-        worker.channel = _Channel(worker, _own_fd(from_worker_r), _own_fd(to_worker_w))
+        worker.channel = Channel(worker, own_fd(from_worker_r), own_fd(to_worker_w))
         for job in worker.waiting:  # a replacement: the dead one's chunks, in their order
             worker.send(job)
+
+    def _launch(self, process: Any) -> None:
+        """In a thread: start `process`; one started after `close()` (a replacement cancelled meanwhile) is killed.
+
+        Workers ignore SIGTERM, so one left running would also hang multiprocessing's exit handler (it
+        terminates, then joins, daemon children).
+        """
+        process.start()
+        self._launched.append(process)
+        if self._closed:
+            with contextlib.suppress(Exception):
+                process.kill()
 
     def submit(self, batch: Batch) -> asyncio.Future[ChunkResult]:
         job = _Job(chunk_of(batch), batch.final, self.generation, self.spec)
@@ -348,13 +236,13 @@ class WorkerPool:
         self._closed = True
         for task in self._starting:
             task.cancel()
+        for process in self._launched:
+            with contextlib.suppress(Exception):
+                process.kill()
         for worker in self._pool:
             for job in worker.waiting:
                 job.future.cancel()
             worker.waiting.clear()
-            if worker.process is not None and worker.process.pid is not None:
-                with contextlib.suppress(Exception):
-                    worker.process.kill()
             if worker.channel is not None:
                 worker.channel.close()
                 worker.channel = None
