@@ -189,7 +189,8 @@ class WorkerPool:
         if self._closed or self.broken is not None:
             return
         with contextlib.suppress(Exception):
-            worker.process.kill()  # e.g. it closed its pipes and hangs: it must not linger
+            if worker.process.exitcode is None:  # e.g. it closed its pipes and hangs: it must not linger
+                worker.process.kill()
         what = worker.describe(exc)
         jobs = [job for job in worker.waiting if not job.future.cancelled()]
         worker.waiting = deque(jobs)
