@@ -86,6 +86,10 @@ def run(workers: int, corpus: Path, out: Path) -> tuple[float, float, int, float
     return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, sum(seen.values())
 
 
+def load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def digest(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -110,7 +114,7 @@ def main() -> int:
                 f.write(line + b"\n")
         size = corpus.stat().st_size
         print(f"corpus: {args.events} events, {size / args.events:.0f} B/event, mix={args.mix}, "
-              f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}")
+              f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}, load average before: {load()}")
         sides: dict[int, list[tuple[float, float, int, float]]] = {1: [], args.workers: []}
         for _ in range(args.rounds):
             digests = {}
@@ -128,9 +132,11 @@ def main() -> int:
         medians[workers] = wall
         parent, children = statistics.median(r[1] for r in runs), statistics.median(r[3] for r in runs)
         print(f"--workers {workers}: median {wall:7.2f} s  {args.events / wall:9,.0f} events/s  parent CPU "
-              f"{parent:6.2f} s  workers CPU {children:6.2f} s  parent peak RSS {max(r[2] for r in runs) / 1024:.0f} "
+              f"{parent:6.2f} s ({parent / args.events * 1e6:.1f} µs/event)  workers CPU {children:6.2f} s  "
+              f"parent peak RSS {max(r[2] for r in runs) / 1024:.0f} "
               f"MiB  (runs: {', '.join(f'{r[0]:.2f}' for r in runs)})")
-    print(f"--workers {args.workers} / --workers 1 throughput: {medians[1] / medians[args.workers]:.2f}x")
+    print(f"--workers {args.workers} / --workers 1 throughput: {medians[1] / medians[args.workers]:.2f}x  "
+          f"(load average after: {load()}: other jobs on the machine distort the ratio)")
     return 0
 
 

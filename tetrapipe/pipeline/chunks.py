@@ -26,7 +26,9 @@ Contract (used by `tetrapipe.pipeline.workers` and `.worker_pool`):
   and groups: what selections and the stats read) and `decoded` (a stand-in
   with `egress.zone` and `incomplete`, what the stats read); the chunk's stdout
   bytes are the `out` of its owner, every other `out` stays empty
-  (`tetrapipe.pipeline.workers.Prerendered` joins them).
+  (`tetrapipe.pipeline.workers.Prerendered` joins them); `tally` is the
+  worker processor's counters of the chunk, so the parent's stats count a
+  chunk, not each event, as for a batch of one process.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from collections import Counter
 from typing import Any
 
 from tetrapipe.event.decode import BadInput
-from tetrapipe.event.envelope import Batch, Envelope
+from tetrapipe.event.envelope import Batch, Envelope, Tally
 from tetrapipe.event.tags import Tags, tags_head
 from tetrapipe.formats.base import Format
 from tetrapipe.pipeline.processor import Processor
@@ -78,10 +80,10 @@ class Chunk:
 class ChunkResult:
     """Columns, not an object per event: what pickles and unpickles cheaply."""
 
-    __slots__ = ("index", "keys", "table", "out", "owner", "bad", "dropped", "pending_from")
+    __slots__ = ("index", "keys", "table", "out", "owner", "bad", "dropped", "pending_from", "tally")
 
     def __init__(self, index: list[int], keys: list[int], table: list[Key], out: bytes, owner: int,
-                 bad: list[Bad], dropped: dict[str, int], pending_from: int | None) -> None:
+                 bad: list[Bad], dropped: dict[str, int], pending_from: int | None, tally: Tally | None) -> None:
         self.index = index  # per decoded event: its line's index in the chunk
         self.keys = keys  # per decoded event: its entry in `table`
         self.table = table
@@ -90,10 +92,11 @@ class ChunkResult:
         self.bad = bad
         self.dropped = dropped
         self.pending_from = pending_from
+        self.tally = tally  # the processor's counters of the chunk (Stats.count_batch: per chunk, not per event)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return ChunkResult, (self.index, self.keys, self.table, self.out, self.owner, self.bad, self.dropped,
-                             self.pending_from)
+                             self.pending_from, self.tally)
 
 
 def fill(processor: Processor, fmt: Format | None, selection: Selection, chunk: Chunk, final: bool) -> ChunkResult:
@@ -140,7 +143,7 @@ def fill(processor: Processor, fmt: Format | None, selection: Selection, chunk: 
         own = env is envelopes[env.position]
         bad.append((env.position, None if own else bytes(env.raw), error.reason, error.detail, error.fault))
     return ChunkResult(index, keys, table, out, selected[0].position if selected else -1, bad, dict(dropped),
-                       pending_from)
+                       pending_from, batch.tally)
 
 
 class _Egress:
@@ -179,6 +182,7 @@ class Applier:
             good.append(env)
         if result.owner >= 0:
             envelopes[result.owner].out = result.out
+        batch.tally = result.tally
         for index, raw, reason, detail, is_fault in result.bad:
             origin = envelopes[index]
             if raw is None and origin.error is not None:  # rejected by the source: its own error (and spool)

@@ -7,269 +7,107 @@ Why not `concurrent.futures.ProcessPoolExecutor`: its manager and feeder
 threads, wake-up pipes and pickling of whole chunks on other threads cost the
 parent more CPU than its share of the work.  Here each worker has two pipes,
 written and read on the run's own loop (non-blocking, `add_reader`/`add_writer`):
-a chunk is one frame each way — a small pickle and, beside it, the big bytes
-(the chunk's lines joined; the result's rendered output), never copied into
-the pickle nor through a growing buffer.
+a chunk is one frame each way (`tetrapipe.pipeline.worker_process`, `.worker_channel`), its big
+bytes never copied into the pickle nor through a growing buffer.
 
 Processes are started with the 'forkserver' context — never `fork` in a
-process with an event loop and threads — and build their state
-(`build(spec)`: a processor, the stdout format, its selection) before their
+process with an event loop and threads — and build their state before their
 first chunk and again before the first chunk of each new configuration
-generation (`reconfigure`): a worker receives the spec with the first chunk
-it is sent after a change, so the change applies at one chunk boundary for all.
+generation (`reconfigure`): a chunk carries the generation and spec current
+when it was submitted, and a worker is sent the spec with the first chunk of
+another generation than its last, so a change applies at one chunk boundary.
 
-A worker that dies (EOF on its pipe) fails its outstanding futures and every
-later `submit` with `WorkerDied`; workers ignore SIGINT/SIGTERM/SIGHUP (the
-parent owns signals; `close()` kills them — they hold no state worth keeping).
+A worker that dies (EOF or an error on its pipes: killed, out of memory, a
+crash) — at any time, also while idle or while the parent is blocked sending
+to it — is replaced by a new process, and the chunks it had not answered are
+sent again, in order, to the replacement (a WARNING says so).  Nothing of an
+unanswered chunk reached the parent's output, so redoing it writes nothing
+twice.  Bounded: a chunk outstanding at `MAX_DEATHS` worker deaths (a record
+that crashes the worker), or more than `MAX_RESTARTS` replacements within
+`RESTART_WINDOW` seconds, break the pool — `broken` names why, every
+outstanding and later future fails with `WorkerDied`, and `on_broken` is
+called (the source stops the run even when no chunk is outstanding).
+`close()` kills the workers (they hold no state worth keeping).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import gc
-import os
 import pickle
-import queue
-import signal
-import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from multiprocessing import get_context
-from multiprocessing.connection import Connection
-from typing import Any, cast
+from typing import Any
 
 from tetrapipe.event.envelope import Batch
-from tetrapipe.formats.base import Format
-from tetrapipe.pipeline.chunks import Chunk, ChunkResult, chunk_of, fill
-from tetrapipe.pipeline.processor import Processor
-from tetrapipe.sinks.base import Selection
+from tetrapipe.logs import emit
+from tetrapipe.pipeline.chunks import Chunk, ChunkResult, chunk_of
+from tetrapipe.pipeline.worker_channel import Channel, own_fd
+from tetrapipe.pipeline.worker_process import Build, WorkerState, header, worker_main
 
-WorkerState = tuple[Processor, "Format | None", Selection]  # the processor, stdout format and selection
-Build = Callable[[bytes], WorkerState]  # spec → a worker's state
-_HEADER = 16  # a frame: the pickle's length and the blob's, 8 bytes each; the pickle; the blob
-_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux
-_PIPE_SIZE = 1 << 20  # /proc/sys/fs/pipe-max-size by default
+__all__ = ["MAX_DEATHS", "MAX_RESTARTS", "RESTART_WINDOW", "Build", "WorkerDied", "WorkerPool", "WorkerState"]
+
+MAX_DEATHS = 2  # a chunk outstanding at this many worker deaths is not tried again
+MAX_RESTARTS = 5  # replacements allowed within RESTART_WINDOW seconds
+RESTART_WINDOW = 60.0
 
 
 class WorkerDied(Exception):
-    """A worker process ended (killed, out of memory, a crash): the pool is broken."""
+    """Worker processes kept dying (see the module doc): the pool is broken."""
 
 
-# -- in each worker process -------------------------------------------------
-def _read_exact(fd: int, size: int) -> bytes | None:
-    parts, left = [], size
-    while left:
-        part = os.read(fd, min(left, 1 << 20))
-        if not part:
-            return None
-        parts.append(part)
-        left -= len(part)
-    return b"".join(parts)
+class _Job:
+    """A chunk given to a worker and not yet answered: what is needed to send it again."""
 
+    __slots__ = ("chunk", "deaths", "final", "future", "generation", "spec")
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _read_frame(fd: int) -> tuple[bytes, bytes] | None:
-    header = _read_exact(fd, _HEADER)
-    if header is None:
-        return None
-    meta = _read_exact(fd, int.from_bytes(header[:8], "big"))
-    blob = _read_exact(fd, int.from_bytes(header[8:], "big"))
-    return None if meta is None or blob is None else (meta, blob)
-
-
-def _header(meta: bytes, blob: bytes) -> bytes:
-    return len(meta).to_bytes(8, "big") + len(blob).to_bytes(8, "big")
-
-
-def worker_main(build: Build, inbound: Connection, outbound: Connection) -> None:
-    # The parent owns signals: a terminal's Ctrl-C or a cgroup-wide SIGTERM reaches the whole group,
-    # and a worker dying of it would fail the parent's graceful drain.  The parent kills workers.
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)
-    rfd, wfd = inbound.fileno(), outbound.fileno()
-    # Results are written by a thread of their own: a result (about a chunk's size) can exceed the
-    # pipe's capacity, and a worker waiting for the parent to read it could not start the next chunk.
-    # At most the parent's in-flight chunks are queued here.
-    outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-    sender = threading.Thread(target=_send, args=(wfd, outbox), name="tetrapipe-results", daemon=True)
-    sender.start()
-    state: WorkerState | None = None
-    while (frame := _read_frame(rfd)) is not None:
-        spec, lengths, rejected, final = pickle.loads(frame[0])  # noqa: S301 - from our own parent process
-        if spec is not None:
-            state = build(spec)
-            gc.collect()  # as tune_gc in the parent: the compiled library is long-lived
-            gc.freeze()
-            gc.set_threshold(50_000, 20, 100)
-        assert state is not None
-        result = fill(state[0], state[1], state[2], Chunk(frame[1], lengths, rejected), final)
-        out, result.out = result.out, b""  # the big part travels beside the pickle, not through it
-        meta = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
-        outbox.put(_header(meta, out) + meta)
-        outbox.put(out)
-    outbox.put(None)  # the parent closed its end: send what is left, then end
-    sender.join()
-
-
-def _send(fd: int, outbox: queue.SimpleQueue[bytes | None]) -> None:
-    while (data := outbox.get()) is not None:
-        try:
-            _write_all(fd, data)
-        except OSError:  # the parent is gone: nobody will read the rest
-            os._exit(0)
-
-
-# -- in the parent -------------------------------------------------------------
-class _Channel:
-    """A worker's two pipes on the event loop: frames written and read without extra copies.
-
-    Reads go straight into buffers of the announced sizes (no growing buffer, no memmove); the
-    result's output bytes stay in their buffer (a bytearray nobody mutates: joined and written as is).
-    """
-
-    def __init__(self, worker: _Worker, rfd: int, wfd: int) -> None:
-        self.worker = worker
-        self.rfd, self.wfd = rfd, wfd
-        self.loop = asyncio.get_running_loop()
-        os.set_blocking(rfd, False)
-        os.set_blocking(wfd, False)
-        self._pending: deque[memoryview] = deque()
-        self._writing = False
-        self._closed = False
-        self._expect_header()
-        self.loop.add_reader(rfd, self._readable)
-
-    def _expect_header(self) -> None:
-        self._header = bytearray(_HEADER)
-        self._views = [memoryview(self._header)]
-        self._body: tuple[bytearray, bytearray] | None = None
-
-    def send(self, head: bytes, blob: bytes) -> None:
-        self._pending.append(memoryview(head))
-        if blob:
-            self._pending.append(memoryview(blob))
-        if not self._writing:
-            self._flush()
-
-    def _flush(self) -> None:
-        pending = self._pending
-        while pending:
-            try:
-                written = os.write(self.wfd, pending[0])
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                self._lost(exc)
-                return
-            if written < len(pending[0]):
-                pending[0] = pending[0][written:]
-            else:
-                pending.popleft()
-        if pending and not self._writing:
-            self.loop.add_writer(self.wfd, self._flush)
-            self._writing = True
-        elif not pending and self._writing:
-            self.loop.remove_writer(self.wfd)
-            self._writing = False
-
-    def _readable(self) -> None:
-        try:
-            got = os.readv(self.rfd, self._views)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._lost(exc)
-            return
-        if got == 0:
-            self._lost(None)
-            return
-        views = self._views
-        while got:
-            if got >= len(views[0]):
-                got -= len(views.pop(0))
-            else:
-                views[0] = views[0][got:]
-                got = 0
-        if not views:
-            self._complete()
-
-    def _complete(self) -> None:
-        if self._body is None:
-            header = self._header
-            meta = bytearray(int.from_bytes(header[:8], "big"))
-            blob = bytearray(int.from_bytes(header[8:], "big"))
-            self._body = (meta, blob)
-            self._views = [memoryview(b) for b in self._body if b]
-            if self._views:
-                return
-        meta, blob = self._body
-        result = pickle.loads(meta)  # noqa: S301 - from our own worker
-        result.out = cast(bytes, blob)
-        self._expect_header()
-        self.worker.answered(result)
-
-    def _lost(self, exc: Exception | None) -> None:
-        self.close()
-        self.worker.died(exc)
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self.loop.remove_reader(self.rfd)
-        if self._writing:
-            self.loop.remove_writer(self.wfd)
-        for fd in (self.rfd, self.wfd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+    def __init__(self, chunk: Chunk, final: bool, generation: int, spec: bytes) -> None:
+        self.chunk, self.final, self.generation, self.spec = chunk, final, generation, spec
+        self.future: asyncio.Future[ChunkResult] = asyncio.get_running_loop().create_future()
+        self.deaths = 0
 
 
 class _Worker:
-    def __init__(self, number: int) -> None:
+    """One worker slot: its current process and channel, and its jobs in the order they were sent."""
+
+    def __init__(self, pool: WorkerPool, number: int) -> None:
+        self.pool = pool
         self.number = number
         self.process: Any = None
-        self.channel: _Channel | None = None
-        self.waiting: deque[asyncio.Future[ChunkResult]] = deque()
-        self.generation = -1  # of the last spec sent
-        self.dead: str | None = None
+        self.channel: Channel | None = None  # None while (re)starting: jobs wait in `waiting`
+        self.waiting: deque[_Job] = deque()
+        self.generation = -1  # of the last spec sent to the current process
+
+    def send(self, job: _Job) -> None:
+        assert self.channel is not None
+        spec = None
+        if self.generation != job.generation:
+            spec, self.generation = job.spec, job.generation
+        chunk = job.chunk
+        meta = pickle.dumps((spec, chunk.lengths, chunk.rejected, job.final), protocol=pickle.HIGHEST_PROTOCOL)
+        self.channel.send(header(meta, chunk.data) + meta, chunk.data)
 
     def answered(self, result: ChunkResult) -> None:
-        future = self.waiting.popleft()
-        if not future.done():
-            future.set_result(result)
+        job = self.waiting.popleft()
+        if not job.future.done():
+            job.future.set_result(result)
 
     def died(self, exc: Exception | None) -> None:
-        if self.dead is not None:  # closed by the parent: nobody waits for these any more
-            for future in self.waiting:
-                future.cancel()
-            self.waiting.clear()
-            return
+        self.channel = None
+        self.pool.replace(self, exc)
+
+    def describe(self, exc: Exception | None) -> str:
         code = self.process.exitcode if self.process is not None else None
-        self.dead = f"worker process {self.number} (pid {self.process.pid}) ended" + \
+        return f"worker process {self.number} (pid {self.process.pid}) ended" + \
             (f" with status {code}" if code is not None else "") + (f": {exc}" if exc else "")
+
+    def fail(self, error: Exception) -> None:
         while self.waiting:
-            future = self.waiting.popleft()
-            if not future.done():
-                future.set_exception(WorkerDied(self.dead))
-
-
-def _own_fd(connection: Connection) -> int:
-    """The connection's pipe, its capacity raised to a chunk's size where the system allows.
-
-    A 64 KiB pipe costs a write, a wake-up and a read per 64 KiB of every chunk, both ways.
-    """
-    fd = os.dup(connection.fileno())
-    connection.close()
-    with contextlib.suppress(OSError):
-        fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_SIZE)
-    return fd
+            job = self.waiting.popleft()
+            if not job.future.done():
+                job.future.set_exception(error)
 
 
 class WorkerPool:
@@ -278,58 +116,134 @@ class WorkerPool:
         self.build = build
         self.spec = spec
         self.generation = 0
-        self._pool = [_Worker(i) for i in range(workers)]
+        self.broken: str | None = None
+        self.on_broken: Callable[[], None] | None = None
+        self._pool = [_Worker(self, i) for i in range(workers)]
         self._turn = -1
+        self._restarts: deque[float] = deque()  # when replacements were started, within RESTART_WINDOW
+        self._starting: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._launched: list[Any] = []  # every process started, killed by close()
 
     @property
     def pids(self) -> list[int]:
         return [w.process.pid for w in self._pool if w.process is not None]
 
     async def start(self) -> None:
-        context = get_context("forkserver")
         for worker in self._pool:
-            to_worker_r, to_worker_w = context.Pipe(duplex=False)
-            from_worker_r, from_worker_w = context.Pipe(duplex=False)
-            worker.process = context.Process(target=worker_main, args=(self.build, to_worker_r, from_worker_w),
-                                             name=f"tetrapipe-worker-{worker.number}", daemon=True)
-            await asyncio.to_thread(worker.process.start)  # the first start launches the fork server
+            await self._start(worker)
+
+    async def _start(self, worker: _Worker) -> None:
+        context = get_context("forkserver")
+        to_worker_r, to_worker_w = context.Pipe(duplex=False)
+        from_worker_r, from_worker_w = context.Pipe(duplex=False)
+        process = context.Process(target=worker_main, args=(self.build, to_worker_r, from_worker_w),
+                                  name=f"tetrapipe-worker-{worker.number}", daemon=True)
+        try:
+            await asyncio.to_thread(self._launch, process)  # the first start launches the fork server
+        finally:
             to_worker_r.close()
             from_worker_w.close()
-            worker.channel = _Channel(worker, _own_fd(from_worker_r), _own_fd(to_worker_w))
+        if self._closed:
+            from_worker_r.close()
+            to_worker_w.close()
+            return
+        worker.process, worker.generation = process, -1
+        worker.channel = Channel(worker, own_fd(from_worker_r), own_fd(to_worker_w))
+        for job in worker.waiting:  # a replacement: the dead one's chunks, in their order
+            worker.send(job)
+
+    def _launch(self, process: Any) -> None:
+        """In a thread: start `process`; one started after `close()` (a replacement cancelled meanwhile) is killed.
+
+        Workers ignore SIGTERM, so one left running would also hang multiprocessing's exit handler (it
+        terminates, then joins, daemon children).
+        """
+        process.start()
+        self._launched.append(process)
+        if self._closed:
+            with contextlib.suppress(Exception):
+                process.kill()
 
     def submit(self, batch: Batch) -> asyncio.Future[ChunkResult]:
-        future: asyncio.Future[ChunkResult] = asyncio.get_running_loop().create_future()
+        job = _Job(chunk_of(batch), batch.final, self.generation, self.spec)
+        if self.broken is not None or self._closed:
+            job.future.set_exception(WorkerDied(self.broken or "the workers were closed"))
+            return job.future
         # The least busy, the next in turn among equals: every worker takes part in a trickle too.
         self._turn = (self._turn + 1) % self.workers
         order = self._pool[self._turn:] + self._pool[:self._turn]
         worker = min(order, key=lambda w: len(w.waiting))
-        if worker.dead is not None or worker.channel is None:
-            future.set_exception(WorkerDied(worker.dead or "the workers were not started"))
-            return future
-        spec = None
-        if worker.generation != self.generation:
-            spec, worker.generation = self.spec, self.generation
-        chunk = chunk_of(batch)
-        meta = pickle.dumps((spec, chunk.lengths, chunk.rejected, batch.final), protocol=pickle.HIGHEST_PROTOCOL)
-        worker.channel.send(_header(meta, chunk.data) + meta, chunk.data)
-        worker.waiting.append(future)
-        return future
+        worker.waiting.append(job)
+        if worker.channel is not None:  # else being replaced: sent once the replacement runs
+            worker.send(job)
+        return job.future
 
     def reconfigure(self, spec: bytes) -> None:
         """Chunks submitted from now on are processed with `spec`."""
         self.spec = spec
         self.generation += 1
 
+    def replace(self, worker: _Worker, exc: Exception | None) -> None:
+        """`worker`'s process died: start another and give it the unanswered chunks (see the module doc)."""
+        if self._closed or self.broken is not None:
+            return
+        with contextlib.suppress(Exception):
+            if worker.process.exitcode is None:  # e.g. it closed its pipes and hangs: it must not linger
+                worker.process.kill()
+        what = worker.describe(exc)
+        jobs = [job for job in worker.waiting if not job.future.cancelled()]
+        worker.waiting = deque(jobs)
+        for job in jobs:
+            job.deaths += 1
+        now = time.monotonic()
+        while self._restarts and self._restarts[0] < now - RESTART_WINDOW:
+            self._restarts.popleft()
+        if any(job.deaths >= MAX_DEATHS for job in jobs):
+            self._break(f"{what}; a chunk of {len(jobs[0].chunk.lengths)}+ lines was outstanding at "
+                        f"{MAX_DEATHS} worker deaths (a record that crashes the worker?): not tried again")
+            return
+        if len(self._restarts) >= MAX_RESTARTS:
+            self._break(f"{what}; {len(self._restarts)} worker processes were replaced in the last "
+                        f"{RESTART_WINDOW:.0f} s: not replaced again")
+            return
+        self._restarts.append(now)
+        emit(None, "warning", f"{what}; replacing it, its {len(jobs)} unanswered chunks are redone in order "
+             "(nothing of them was written)", worker=worker.number, redone_chunks=len(jobs))
+        task = asyncio.get_running_loop().create_task(self._replace(worker), name="tetrapipe-worker-restart")
+        self._starting.add(task)
+        task.add_done_callback(self._starting.discard)
+
+    async def _replace(self, worker: _Worker) -> None:
+        try:
+            await self._start(worker)
+        except Exception as exc:  # noqa: BLE001 - any failure to start one ends the pool, with its reason
+            self._break(f"could not start a replacement for worker process {worker.number}: {exc!r}")
+            return
+        if worker.process is not None and not self._closed:
+            emit(None, "info", f"worker process {worker.number} replaced", worker=worker.number,
+                 worker_pid=worker.process.pid)
+
+    def _break(self, reason: str) -> None:
+        self.broken = reason
+        error = WorkerDied(reason)
+        for worker in self._pool:
+            worker.fail(error)
+        if self.on_broken is not None:
+            self.on_broken()
+
     def close(self) -> None:
         """Kill the workers (stateless: nothing to finish) and close their pipes."""
+        self._closed = True
+        for task in self._starting:
+            task.cancel()
+        for process in self._launched:
+            with contextlib.suppress(Exception):
+                process.kill()
         for worker in self._pool:
-            worker.dead = worker.dead or "closed"
-            for future in worker.waiting:
-                future.cancel()
+            for job in worker.waiting:
+                job.future.cancel()
             worker.waiting.clear()
-            if worker.process is not None and worker.process.pid is not None:
-                with contextlib.suppress(Exception):
-                    worker.process.kill()
             if worker.channel is not None:
                 worker.channel.close()
-
+                worker.channel = None

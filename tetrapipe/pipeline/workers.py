@@ -18,12 +18,15 @@ with the next chunk, so each chunk starts with an empty decoder.
 Memory: at most `limit` chunks (2 per worker) are read ahead of the pipeline;
 the read-ahead waits for a free slot before reading more (backpressure).
 
-A worker that dies (killed, out of memory): the run fails cleanly — the pool
-is broken, the batches before it are delivered and committed, the source
-raises `SourceError` (exit status 2, an error naming it), and nothing after
+A worker that dies (killed, out of memory, a crash) is replaced and its
+unanswered chunks redone in order by the pool (`WorkerPool`): their results
+never reached the batches, so nothing is written twice and the order holds.
+When the pool gives up (a chunk outstanding at repeated deaths, too many
+replacements), the run fails cleanly — the batches before it are delivered
+and committed, the source raises `SourceError` (exit status 2, an error
+naming it), also when no chunk is in flight (`on_broken`), and nothing after
 it is committed (`--follow` redoes it on restart; stdin's unread rest is not
-read).  Nothing is restarted silently: a chunk that kills its worker would
-kill the next one too.
+read).
 
 Stop: the read-ahead ends with the source.  For a one-shot input (stdin,
 `--input`) the runner then hands the processor a final empty batch; the
@@ -71,6 +74,7 @@ class WorkerSource:
         self._changed = asyncio.Event()
         self._read_done = False
         self._read_error: SourceError | None = None
+        pool.on_broken = self._changed.set  # a pool given up on while nothing is in flight still ends the run
 
     def __getattr__(self, name: str) -> Any:  # name, replays, progress, backlog, ready: the inner source's
         return getattr(self._inner, name)
@@ -98,6 +102,8 @@ class WorkerSource:
         try:
             while True:
                 while not self._inflight:
+                    if self.pool.broken is not None:
+                        raise self._stopped(self.pool.broken)
                     if self._read_done:
                         if self._read_error is not None:
                             raise self._read_error
@@ -144,8 +150,12 @@ class WorkerSource:
         try:
             return await future
         except WorkerDied as exc:
-            raise SourceError(f"{exc}; stopping: what was delivered before it is "
-                              f"committed, the rest is not (a --follow run redoes it)") from None
+            raise self._stopped(str(exc)) from None
+
+    @staticmethod
+    def _stopped(reason: str) -> SourceError:
+        return SourceError(f"{reason}; stopping: what was delivered before it is committed, the rest is not "
+                           "(a --follow run redoes it)")
 
     async def _cut(self, batch: Batch, pending_from: int) -> ChunkResult:
         """`batch` ends inside a group of CRI partial lines: its lines from `pending_from` on go with the next."""
@@ -209,4 +219,7 @@ class Prerendered:
         raise NotImplementedError("rendered per batch (lines), never per record")
 
     def lines(self, envelopes: Any) -> bytes:
-        return b"".join([env.out for env in envelopes])
+        blocks = [out for env in envelopes if (out := env.out)]
+        if len(blocks) == 1:  # one chunk's block (the usual case): written as received, not copied again
+            return blocks[0]
+        return b"".join(blocks)

@@ -14,6 +14,16 @@ the file may then hold the lines written before the failure twice
 (at-least-once, like every sink).  `format:` is any `tetrapipe.formats` name;
 `select:` narrows the events as for any sink.
 
+A torn tail: a writer killed in the middle of a write (SIGKILL, OOM, a power
+loss without `fsync: true`) can leave the file ending in part of a line.  That
+line's batch was never acknowledged, so the restarted run writes it again,
+whole.  On `start()`, a regular file that does not end with a newline is cut
+back to its last newline (a WARNING gives the bytes cut), so the half line is
+not glued to the next run's first line.  The file is taken to be this sink's
+own: do not point another writer at it.  A FIFO or device is left as it is,
+and so is stdout redirected to a file by a shell (the `stdout` sink cannot
+cut it): a reader of such output drops a last line without its newline.
+
 Not the dead letter: `tetrapipe.sinks.file` appends *rejected records*
 unchanged; this sink appends *events*, formatted.
 """
@@ -23,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import stat
 from collections.abc import Sequence
 
 import msgspec
@@ -30,9 +41,29 @@ import msgspec
 from tetrapipe.event.envelope import Envelope
 from tetrapipe.formats import build_format
 from tetrapipe.formats.base import Format
+from tetrapipe.logs import emit
 from tetrapipe.sinks.base import SELECT_ALL, Selection, SinkContext, SinkError
 
 _TRANSIENT = frozenset({errno.ENOSPC, errno.EDQUOT})
+_TAIL_READ = 1 << 16  # bytes read at a time, backwards, looking for the last newline
+
+
+def cut_torn_tail(fd: int, *, block: int = _TAIL_READ) -> int:
+    """Cut a regular file open on `fd` back to just after its last newline; the bytes cut (0: none, not regular)."""
+    info = os.fstat(fd)
+    size = info.st_size if stat.S_ISREG(info.st_mode) else 0
+    if not size or os.pread(fd, 1, size - 1) == b"\n":
+        return 0
+    end = size
+    while end > 0:  # the torn line is one line: read back until its start (or the file's)
+        start = max(0, end - block)
+        newline = os.pread(fd, end - start, start).rfind(b"\n")
+        if newline >= 0:
+            end = start + newline + 1
+            break
+        end = start
+    os.ftruncate(fd, end)
+    return size - end
 
 
 class FileSink:
@@ -48,9 +79,26 @@ class FileSink:
 
     async def start(self) -> None:
         try:  # in a thread: opening a FIFO nobody reads would block the event loop
-            self._fd = await asyncio.to_thread(os.open, self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+            self._fd = await asyncio.to_thread(self._open)
         except OSError as exc:
             raise SinkError(f"cannot open {self.path}: {exc.strerror or exc}", retryable=False) from None
+
+    def _open(self) -> int:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return fd  # a FIFO or device: nothing to cut, and not readable back
+        os.close(fd)  # read back too: O_RDWR on a regular file only (on a FIFO nobody reads it would not block)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+        try:
+            cut = cut_torn_tail(fd)
+        except OSError:
+            os.close(fd)
+            raise
+        if cut:
+            emit(None, "warning", f"{self.path} ended in a torn line (a writer stopped in the middle of a write): "
+                 f"cut {cut} bytes back to its last newline; that record was never acknowledged and is written "
+                 "again whole", sink=self.name, cut_bytes=cut)
+        return fd
 
     async def write(self, envelopes: Sequence[Envelope]) -> None:
         data = self.format.lines(envelopes)
