@@ -50,8 +50,12 @@ class ThreadedReader:
     def _wake(self) -> None:
         with self._lock:
             waiter, self._waiter = self._waiter, None
-        if waiter is not None and self._loop is not None:
+        if waiter is None or self._loop is None:
+            return
+        try:
             self._loop.call_soon_threadsafe(_resolve, waiter)
+        except RuntimeError:  # the loop is closed: the run ended while this read was in flight; nobody waits
+            return
 
     async def read(self) -> bytes:
         """The next chunk (b"" at end of input); raises the OSError the read raised."""
