@@ -34,3 +34,9 @@ def tags_head(categories: tuple[str, ...], groups: tuple[str, ...]) -> bytes:
 
 
 NO_TAGS = Tags((), (), {}, tags_head((), ()))
+
+
+# The output contract's `tetrapipe` value of an event without categories or egress, and how its line
+# ends: here at the bottom because the envelope renders such lines on demand (tetrapipe.event.envelope).
+EMPTY_TP = b'{"categories":[],"groups":[],"summaries":{}}'
+UNTAGGED_END = b',"tetrapipe":' + EMPTY_TP + b"}"

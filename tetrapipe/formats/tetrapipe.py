@@ -16,11 +16,12 @@ import msgspec
 
 from tetrapipe.event.decode import Decoded
 from tetrapipe.event.envelope import Envelope
-from tetrapipe.event.tags import Tags
+from tetrapipe.event.tags import EMPTY_TP, UNTAGGED_END, Tags
+
+__all__ = ["EMPTY_TP", "UNTAGGED_END", "TetrapipeFormat", "enriched", "tetrapipe_object"]
 
 _encode = msgspec.json.Encoder().encode
-EMPTY_TP = b'{"categories":[],"groups":[],"summaries":{}}'
-UNTAGGED_END = b',"tetrapipe":' + EMPTY_TP + b"}"  # enriched(), for most events: no tag, no egress
+_PLAIN_END = UNTAGGED_END + b"\n"  # enriched(), for most events (no tag, no egress), and its newline
 
 
 def tetrapipe_object(tags: Tags, decoded: Decoded) -> bytes:
@@ -61,6 +62,19 @@ class TetrapipeFormat:
         return env.out
 
     def lines(self, envelopes: Sequence[Envelope]) -> bytes:
-        outs = [e.out for e in envelopes]
-        outs.append(b"")  # the join then ends with a newline, without copying the buffer again
-        return b"\n".join(outs)
+        # One join for the batch.  An event the processor left plain (`rendered` empty: see
+        # Envelope.out) goes in as its bytes up to the closing brace and the common ending: one
+        # copy into the buffer, where making its line first would copy it twice more.
+        parts: list[bytes] = []
+        append = parts.append
+        for env in envelopes:
+            out = env.rendered
+            if out:
+                append(out)
+                append(b"\n")
+            elif type(decoded := env.decoded) is Decoded:
+                append(decoded.raw[:-1])
+                append(_PLAIN_END)
+            else:  # no event (`out` is empty): an empty line, as ever
+                append(b"\n")
+        return b"".join(parts)
