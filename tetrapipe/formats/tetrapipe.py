@@ -18,7 +18,7 @@ from tetrapipe.event.decode import Decoded
 from tetrapipe.event.envelope import Envelope
 from tetrapipe.event.tags import EMPTY_TP, UNTAGGED_END, Tags
 
-__all__ = ["EMPTY_TP", "UNTAGGED_END", "TetrapipeFormat", "enriched", "tetrapipe_object"]
+__all__ = ["EMPTY_TP", "UNTAGGED_END", "TetrapipeFormat", "enriched", "enriched_line", "tetrapipe_object"]
 
 _encode = msgspec.json.Encoder().encode
 _PLAIN_END = UNTAGGED_END + b"\n"  # enriched(), for most events (no tag, no egress), and its newline
@@ -53,6 +53,26 @@ def enriched(decoded: Decoded, tp: bytes) -> bytes:
         root.pop("tetrapipe", None)
         raw = _encode(root)
     return b"".join((raw[:-1], b',"tetrapipe":', tp, b"}"))
+
+
+def enriched_line(tags: Tags, decoded: Decoded) -> bytes:
+    """`enriched(decoded, tetrapipe_object(tags, decoded))`, in one join (the processor's, per tagged event)."""
+    if decoded.has_tetrapipe_key:
+        return enriched(decoded, tetrapipe_object(tags, decoded))
+    egress = decoded.egress
+    if not tags.categories and egress is None:
+        return decoded.raw[:-1] + UNTAGGED_END
+    summaries = _encode(tags.summaries) if tags.summaries else b"{}"
+    if egress is None:
+        return b"".join((decoded.raw[:-1], b',"tetrapipe":', tags.head, summaries, b"}}"))
+    parts = [decoded.raw[:-1], b',"tetrapipe":', tags.head, summaries, b',"egress":', _encode(egress)]
+    peer, source = decoded.peer, decoded.source_peer
+    if peer is not None:
+        parts += (b',"peer":', _encode(peer))
+    if source is not None:
+        parts += (b',"source":', _encode(source))
+    parts.append(b"}}")
+    return b"".join(parts)
 
 
 class TetrapipeFormat:

@@ -50,7 +50,7 @@ from tetrapipe.event.batch import decode_batch
 from tetrapipe.event.decode import MAX_DEPTH_LIMIT, BadInput, Decoded, LineDecoder, PartialGroup, fault
 from tetrapipe.event.envelope import Batch, Envelope, Tally, plain_line
 from tetrapipe.event.tags import NO_TAGS
-from tetrapipe.formats.tetrapipe import enriched, tetrapipe_object
+from tetrapipe.formats.tetrapipe import enriched, enriched_line, tetrapipe_object
 from tetrapipe.pipeline.filtering import mark_redacted, run_keyed, run_stage
 from tetrapipe.transforms.classify import Classifier, Egress
 from tetrapipe.transforms.filter_stage import Stage
@@ -151,7 +151,7 @@ class Processor:
                     self.dropped[reason] += 1  # top-level dedup/rate limit: keyed by categories too
                     continue
                 if tags.categories or decoded.egress is not None or decoded.has_tetrapipe_key:
-                    out = enriched(decoded, tetrapipe_object(tags, decoded))
+                    out = enriched_line(tags, decoded)
                     if redacted:
                         out = mark_redacted(out)
                 elif redacted:
