@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from tetrapipe.event.decode import BadInput, Decoded
-from tetrapipe.event.tags import NO_TAGS, Tags
+from tetrapipe.event.tags import NO_TAGS, UNTAGGED_END, Tags
 
 
 class Envelope(msgspec.Struct, eq=False):
@@ -37,8 +37,33 @@ class Envelope(msgspec.Struct, eq=False):
     received_ns: int = 0
     decoded: Decoded | None = None
     tags: Tags = NO_TAGS
-    out: bytes = b""  # the enriched event JSON (output contract), set when decoded
+    # The enriched event JSON (output contract) as the processor rendered it; empty for an event it
+    # left plain (see `out`), and for a record that is no event.
+    rendered: bytes = b""
     error: BadInput | None = None
+
+    @property
+    def out(self) -> bytes:
+        """The enriched event JSON (output contract); empty for a record that is no event.
+
+        An event with no category, no egress and no `tetrapipe` key of its own is left plain by the
+        processor: its line is its own bytes and the empty `tetrapipe` object, made here when a sink
+        asks for it (most untagged events only ever reach the stdout format, which joins those two
+        parts into its buffer directly, without this copy per event).
+        """
+        out = self.rendered
+        if not out and type(self.decoded) is Decoded:
+            out = self.rendered = plain_line(self.decoded.raw)
+        return out
+
+    @out.setter
+    def out(self, value: bytes) -> None:
+        self.rendered = value
+
+
+def plain_line(raw: bytes) -> bytes:
+    """The output line of an event left plain: its own bytes with the empty `tetrapipe` object appended."""
+    return raw[:-1] + UNTAGGED_END
 
 
 class Tally:

@@ -11,22 +11,26 @@ import msgspec
 _encode = msgspec.json.Encoder().encode
 
 
-class Tags:
+class Tags(msgspec.Struct, frozen=True, gc=False, eq=False):
     """The categories of one event (sorted ids), their groups and summaries.
 
     `head` is the JSON of the output contract's `tetrapipe` object up to the
     summaries value (`{"categories":[…],"groups":[…],"summaries":`), shared by
     every event with the same categories.
+
+    A msgspec Struct for its C constructor (one per tagged event: a Python
+    `__init__` cost about 0.15 µs); frozen (it is shared: `NO_TAGS`, the
+    envelope's default, and one per shape in the worker results); `gc=False`
+    (it holds strings, tuples of strings and a dict of strings: nothing that
+    can refer back to it) and `eq=False` (identity, as for a plain object:
+    `NO_TAGS` is compared with `is`).  Constructed as before:
+    `Tags(categories, groups, summaries, head)`.
     """
 
-    __slots__ = ("categories", "groups", "summaries", "head")
-
-    def __init__(self, categories: tuple[str, ...], groups: tuple[str, ...], summaries: dict[str, str],
-                 head: bytes) -> None:
-        self.categories = categories
-        self.groups = groups
-        self.summaries = summaries
-        self.head = head
+    categories: tuple[str, ...]
+    groups: tuple[str, ...]
+    summaries: dict[str, str]
+    head: bytes
 
 
 def tags_head(categories: tuple[str, ...], groups: tuple[str, ...]) -> bytes:
@@ -34,3 +38,9 @@ def tags_head(categories: tuple[str, ...], groups: tuple[str, ...]) -> bytes:
 
 
 NO_TAGS = Tags((), (), {}, tags_head((), ()))
+
+
+# The output contract's `tetrapipe` value of an event without categories or egress, and how its line
+# ends: here at the bottom because the envelope renders such lines on demand (tetrapipe.event.envelope).
+EMPTY_TP = b'{"categories":[],"groups":[],"summaries":{}}'
+UNTAGGED_END = b',"tetrapipe":' + EMPTY_TP + b"}"

@@ -16,11 +16,12 @@ import msgspec
 
 from tetrapipe.event.decode import Decoded
 from tetrapipe.event.envelope import Envelope
-from tetrapipe.event.tags import Tags
+from tetrapipe.event.tags import EMPTY_TP, UNTAGGED_END, Tags
+
+__all__ = ["EMPTY_TP", "UNTAGGED_END", "TetrapipeFormat", "enriched", "enriched_line", "tetrapipe_object"]
 
 _encode = msgspec.json.Encoder().encode
-EMPTY_TP = b'{"categories":[],"groups":[],"summaries":{}}'
-UNTAGGED_END = b',"tetrapipe":' + EMPTY_TP + b"}"  # enriched(), for most events: no tag, no egress
+_PLAIN_END = UNTAGGED_END + b"\n"  # enriched(), for most events (no tag, no egress), and its newline
 
 
 def tetrapipe_object(tags: Tags, decoded: Decoded) -> bytes:
@@ -54,6 +55,26 @@ def enriched(decoded: Decoded, tp: bytes) -> bytes:
     return b"".join((raw[:-1], b',"tetrapipe":', tp, b"}"))
 
 
+def enriched_line(tags: Tags, decoded: Decoded) -> bytes:
+    """`enriched(decoded, tetrapipe_object(tags, decoded))`, in one join (the processor's, per tagged event)."""
+    if decoded.has_tetrapipe_key:
+        return enriched(decoded, tetrapipe_object(tags, decoded))
+    egress = decoded.egress
+    if not tags.categories and egress is None:
+        return decoded.raw[:-1] + UNTAGGED_END
+    summaries = _encode(tags.summaries) if tags.summaries else b"{}"
+    if egress is None:
+        return b"".join((decoded.raw[:-1], b',"tetrapipe":', tags.head, summaries, b"}}"))
+    parts = [decoded.raw[:-1], b',"tetrapipe":', tags.head, summaries, b',"egress":', _encode(egress)]
+    peer, source = decoded.peer, decoded.source_peer
+    if peer is not None:
+        parts += (b',"peer":', _encode(peer))
+    if source is not None:
+        parts += (b',"source":', _encode(source))
+    parts.append(b"}}")
+    return b"".join(parts)
+
+
 class TetrapipeFormat:
     name = "tetrapipe"
 
@@ -61,6 +82,19 @@ class TetrapipeFormat:
         return env.out
 
     def lines(self, envelopes: Sequence[Envelope]) -> bytes:
-        outs = [e.out for e in envelopes]
-        outs.append(b"")  # the join then ends with a newline, without copying the buffer again
-        return b"\n".join(outs)
+        # One join for the batch.  An event the processor left plain (`rendered` empty: see
+        # Envelope.out) goes in as its bytes up to the closing brace and the common ending: one
+        # copy into the buffer, where making its line first would copy it twice more.
+        parts: list[bytes] = []
+        append = parts.append
+        for env in envelopes:
+            out = env.rendered
+            if out:
+                append(out)
+                append(b"\n")
+            elif type(decoded := env.decoded) is Decoded:
+                append(decoded.raw[:-1])
+                append(_PLAIN_END)
+            else:  # no event (`out` is empty): an empty line, as ever
+                append(b"\n")
+        return b"".join(parts)

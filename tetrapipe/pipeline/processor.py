@@ -12,6 +12,11 @@ position committed with the batch), and one that redaction or field filters
 changed is re-encoded and decoded again before it is classified and tagged
 (`"redacted": true` in its `tetrapipe` object when redaction changed it).
 
+A batch whose lines are all plain Tetragon objects is decoded in one go
+(`tetrapipe.event.batch`: C-level loops over the batch, the same `Decoded`s
+as line by line); any other batch, and any line without a known event type,
+is decoded line by line.
+
 It never raises for a record.  A line that cannot be decoded gets `error` set
 and goes to the dead-letter path; so does a record on which any step raises
 an unexpected exception (`internal_error`, or `too_deep` for a RecursionError;
@@ -35,14 +40,17 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from itertools import repeat
+from operator import attrgetter
 from typing import Any
 
 import msgspec
 
+from tetrapipe.event.batch import decode_batch
 from tetrapipe.event.decode import MAX_DEPTH_LIMIT, BadInput, Decoded, LineDecoder, PartialGroup, fault
-from tetrapipe.event.envelope import Batch, Envelope, Tally
+from tetrapipe.event.envelope import Batch, Envelope, Tally, plain_line
 from tetrapipe.event.tags import NO_TAGS
-from tetrapipe.formats.tetrapipe import UNTAGGED_END, enriched, tetrapipe_object
+from tetrapipe.formats.tetrapipe import enriched, enriched_line, tetrapipe_object
 from tetrapipe.pipeline.filtering import mark_redacted, run_keyed, run_stage
 from tetrapipe.transforms.classify import Classifier, Egress
 from tetrapipe.transforms.filter_stage import Stage
@@ -50,6 +58,9 @@ from tetrapipe.transforms.peers import PeerResolver
 from tetrapipe.transforms.tag import Tagger
 
 _encode = msgspec.json.Encoder().encode
+_raw_of = attrgetter("raw")
+
+
 def group_record(group: PartialGroup, error: BadInput, last: Envelope | None = None) -> Envelope:
     """One bad record of a group of CRI partial lines (and `last`, the line that ended or overflowed it).
 
@@ -92,23 +103,31 @@ class Processor:
         zones = tally.zones
         incomplete = 0
         now = time.time_ns()
-        for env in batch.envelopes:
+        envelopes = batch.envelopes
+        # The whole batch decoded at once when every line is a plain event (tetrapipe.event.batch),
+        # else None: then each line is decoded here, one by one.
+        predecoded = decode_batch(decoder, list(map(_raw_of, envelopes)))
+        for env, decoded in zip(envelopes, predecoded or repeat(None), strict=False):  # repeat: endless
             if not env.received_ns:
                 env.received_ns = now
             if env.error is not None:  # the source already rejected it (e.g. too large)
                 bad.append(env)
                 continue
-            try:
-                decoded = decode(env.raw)
-            except BadInput as exc:
-                bad.append(self._rejected(env, exc))
-                continue
-            except Exception as exc:  # noqa: BLE001 - one record must not stop the stream
-                bad.append(self._rejected(env, fault(exc)))
-                continue
-            if decoded is None:  # a CRI partial line, joined with its final line later
-                decoder.hold(env.raw, env)
-                continue
+            if decoded is None or predecoded is None:  # this line decoded on its own
+                decoded = None
+                try:
+                    decoded = decode(env.raw)
+                except BadInput as exc:
+                    bad.append(self._rejected(env, exc))
+                except Exception as exc:  # noqa: BLE001 - one record must not stop the stream
+                    bad.append(self._rejected(env, fault(exc)))
+                else:
+                    if decoded is None:  # a CRI partial line, joined with its final line later
+                        decoder.hold(env.raw, env)
+                if predecoded is not None and decoder.pending:  # the decoder's state matters: line by line now
+                    predecoded = None
+                if decoded is None:
+                    continue
             redacted = False
             if stage is not None:  # dropped: counted, never dead-lettered, committed with its batch
                 try:
@@ -132,17 +151,19 @@ class Processor:
                     self.dropped[reason] += 1  # top-level dedup/rate limit: keyed by categories too
                     continue
                 if tags.categories or decoded.egress is not None or decoded.has_tetrapipe_key:
-                    out = enriched(decoded, tetrapipe_object(tags, decoded))
-                else:  # what enriched() returns for them, without two calls per event
-                    out = decoded.raw[:-1] + UNTAGGED_END
-                if redacted:
-                    out = mark_redacted(out)
+                    out = enriched_line(tags, decoded)
+                    if redacted:
+                        out = mark_redacted(out)
+                elif redacted:
+                    out = mark_redacted(plain_line(decoded.raw))
+                else:  # left plain: Envelope.out makes its line when a sink asks (the stdout format need not)
+                    out = b""
             except Exception as exc:  # noqa: BLE001 - one record must not stop the stream
                 bad.append(self._failed(env, decoded, exc))
                 continue
             env.decoded = decoded
             env.tags = tags
-            env.out = out
+            env.rendered = out
             good.append(env)
             if tags.categories:
                 shapes[tags.categories] = shapes.get(tags.categories, 0) + 1
