@@ -40,6 +40,7 @@ from tetrapipe.event.decode import BadInput
 from tetrapipe.event.envelope import Batch, Envelope, Tally
 from tetrapipe.event.tags import Tags, tags_head
 from tetrapipe.formats.base import Format
+from tetrapipe.formats.tetrapipe import TetrapipeFormat
 from tetrapipe.pipeline.processor import Processor
 from tetrapipe.sinks.base import Selection
 
@@ -132,10 +133,7 @@ def fill(processor: Processor, fmt: Format | None, selection: Selection, chunk: 
         keys.append(number)
         index.append(env.position)
     selected = batch.good if selection.all else [e for e in batch.good if selection.selects(e)]
-    if fmt is None:
-        out = b"\n".join([*(e.out for e in selected), b""]) if selected else b""
-    else:
-        out = fmt.lines(selected)
+    out = (fmt or _DEFAULT_FORMAT).lines(selected)
     bad: list[Bad] = []
     for env in batch.bad:
         error = env.error
@@ -144,6 +142,8 @@ def fill(processor: Processor, fmt: Format | None, selection: Selection, chunk: 
         bad.append((env.position, None if own else bytes(env.raw), error.reason, error.detail, error.fault))
     return ChunkResult(index, keys, table, out, selected[0].position if selected else -1, bad, dict(dropped),
                        pending_from, batch.tally)
+
+_DEFAULT_FORMAT = TetrapipeFormat()  # the stdout default: each event's own line, joined without a copy per event
 
 
 class _Egress:
