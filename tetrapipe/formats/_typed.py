@@ -1,0 +1,102 @@
+"""The fast path of the OCSF and ECS formats: the event decoded with `process`/`parent` as typed structs.
+
+`typed_event(raw, etype)` returns the event as `Decoded.generic_root()` would (plain dicts, keys in
+input order) except that the body's `process` and `parent` are `TProcess` structs holding exactly the
+fields the mappings read: msgspec builds them in C without a dict per level, and the mappings read
+attributes whose types msgspec already checked (no `.get`, no `type(...) is` per field).  The other
+values are decoded as the generic decode would, so what the mappings copy verbatim is unchanged.
+
+It returns None (the caller maps `generic_root()` instead, the reference path) for anything the
+structs cannot hold exactly: a value of another type (a string pid, `true` for an int, integers past
+64 bits), a process without an exec_id or pid, an event type the mappings have no class for (their
+`raw_data`/`event.original` copies the whole event), or JSON the generic decode would reject.
+Mapping a `TProcess` gives byte for byte what mapping its dict gives (tests/formats/test_typed.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from msgspec import UNSET
+
+
+class TImage(msgspec.Struct, gc=False):
+    id: str | None = None
+    name: str | None = None
+
+
+class TContainer(msgspec.Struct, gc=False):
+    id: str | None = None
+    name: str | None = None
+    image: TImage | None = None
+    pid: int | None = None
+
+
+class TPod(msgspec.Struct, gc=False):
+    namespace: str | None = None
+    name: str | None = None
+    container: TContainer | None = None
+    pod_labels: dict[str, str] | None = None
+    workload: str | None = None
+    workload_kind: str | None = None
+
+
+class TProcess(msgspec.Struct, gc=False):
+    exec_id: str | None = None
+    pid: int | None = None
+    uid: int | None = None
+    cwd: str | None = None
+    binary: str | None = None
+    arguments: str | None = None
+    start_time: str | None = None
+    tid: int | None = None
+    pod: TPod | None = None
+    # copied verbatim (unmapped.tetragon.process / tetragon.process): any JSON, absent = UNSET
+    auid: Any = UNSET
+    flags: Any = UNSET
+    cap: Any = UNSET
+    binary_properties: Any = UNSET
+    process_credentials: Any = UNSET
+    in_init_tree: Any = UNSET
+
+
+_split = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+_process = msgspec.json.Decoder(TProcess | None).decode
+_value = msgspec.json.Decoder().decode
+FAST_TYPES = frozenset({"process_exec", "process_exit", "process_kprobe", "process_loader", "process_uprobe",
+                        "process_usdt", "process_tracepoint", "process_lsm"})
+"""Event types with a process whose class both mappings know: the ones the fast path takes."""
+
+
+def typed_event(raw: bytes, etype: str) -> dict[str, Any] | None:
+    """The event with its process and parent typed (see the module docstring), or None."""
+    if etype not in FAST_TYPES:
+        return None
+    try:
+        top = _split(raw)
+        body_raw = top.get(etype)
+        if body_raw is None:
+            return None
+        body: dict[str, Any] = {}
+        for key, value in _split(body_raw).items():
+            body[key] = _process(value) if key == "process" or key == "parent" else _value(value)
+        proc = body.get("process")
+        if proc is None or not proc.exec_id or proc.pid is None:
+            return None
+        event: dict[str, Any] = {}
+        for key, value in top.items():
+            event[key] = body if key == etype else _value(value)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    return event
+
+
+def extras(p: TProcess, names: tuple[str, ...]) -> dict[str, Any]:
+    """The verbatim fields `names` a typed process has, in that order (as `{k: p[k] for k in names if k in p}`)."""
+    out = {}
+    for name in names:
+        v = getattr(p, name)
+        if v is not UNSET:
+            out[name] = v
+    return out
