@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from tests.formats.corpus import Input, docs_inputs, odd_variants, synthetic_inputs
 from tests.formats.test_memo import EXEC, ODD, PATHS
-from tetrapipe.formats import ecs_objects, ocsf_objects, ocsf_typed
+from tetrapipe.formats import _typed, ecs_objects, ecs_typed, ocsf_objects, ocsf_typed
 from tetrapipe.formats._typed import TProcess, typed_event
 from tetrapipe.formats.ecs import encode_ecs
 from tetrapipe.formats.ocsf import encode_ocsf
@@ -35,7 +35,7 @@ _raw = msgspec.json.encode  # as the decoder got it (orjson cannot encode intege
 
 def _clear() -> None:
     for memo in (ocsf_objects._CORES, ocsf_objects._CONTAINERS, ocsf_objects._PODS, ocsf_typed._TCONTAINERS,
-                 ecs_objects._CORES, ecs_objects._PODS):
+                 *ocsf_typed._MAPPED, ecs_objects._CORES, ecs_objects._PODS, *ecs_typed._MAPPED, _typed._PROCESSES):
         memo.clear()
 
 
@@ -101,6 +101,20 @@ def test_a_known_exec_id_with_other_values_maps_as_the_reference(path: tuple[str
             _both(form, "process_exec")
             fast = typed_event(_raw(changed), "process_exec")
             assert _both(fast if fast is not None else changed, "process_exec") == reference, path
+
+
+def test_a_process_seen_again_is_one_object_and_maps_from_the_memo() -> None:
+    _clear()
+    first, again = (typed_event(_raw(EXEC), "process_exec") for _ in range(2))
+    assert first is not None and again is not None
+    assert first["process_exec"]["process"] is again["process_exec"]["process"]
+    before = _both(first, "process_exec")
+    assert _both(again, "process_exec") == before == _both(copy.deepcopy(EXEC), "process_exec")
+    moved = copy.deepcopy(EXEC)  # the same exec_id with another pid: another object, mapped afresh
+    moved["process_exec"]["process"]["pid"] = 43
+    other = typed_event(_raw(moved), "process_exec")
+    assert other is not None and other["process_exec"]["process"] is not first["process_exec"]["process"]
+    assert _both(other, "process_exec") == _both(moved, "process_exec") != before
 
 
 def test_events_the_structs_cannot_hold_take_the_reference_path() -> None:

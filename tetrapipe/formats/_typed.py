@@ -21,6 +21,8 @@ import msgspec
 import msgspec.structs
 from msgspec import UNSET, UnsetType
 
+from tetrapipe.formats._common import memo_put
+
 
 class TImage(msgspec.Struct, gc=False):
     id: str | None = None
@@ -100,7 +102,7 @@ def typed_event(raw: bytes, etype: str) -> dict[str, Any] | None:
             return None
         body: dict[str, Any] = {}
         for key, value in body_raw.items():
-            body[key] = _process(value) if key == "process" or key == "parent" else _value(value)
+            body[key] = _typed_process(value) if key == "process" or key == "parent" else _value(value)
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
     proc = body.get("process")
@@ -114,6 +116,24 @@ def typed_event(raw: bytes, etype: str) -> dict[str, Any] | None:
     if len(fields) - fields.count(UNSET) != len(event):
         return None  # two event-type keys: the reference copies the other one into the output
     return event
+
+
+_PROCESSES: dict[bytes, TProcess | None] = {}  # a process's JSON -> its struct: one object per distinct process
+
+
+def _typed_process(value: msgspec.Raw) -> TProcess | None:
+    """The struct of a process's JSON: the same object for the same bytes, while memoised.
+
+    A process appears in many events (its exec, its hooks, its exit; a parent in its children's
+    execs) with the same bytes; one object for them spares its decode, and lets the mappings memoise
+    what they build from it by identity (`ocsf_typed.process`, `ecs_typed.process`).
+    """
+    text = bytes(value)
+    hit = _PROCESSES.get(text)
+    if hit is None:
+        hit = _process(text)
+        memo_put(_PROCESSES, text, hit)
+    return hit
 
 
 def extras(p: TProcess, names: tuple[str, ...]) -> dict[str, Any]:

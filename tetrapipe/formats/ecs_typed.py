@@ -13,10 +13,24 @@ from tetrapipe.formats import ecs_objects as obj
 from tetrapipe.formats._common import basename, memo_put
 from tetrapipe.formats._typed import TPod, TProcess, extras
 
+_MAPPED: tuple[dict[str, tuple[Any, ...]], dict[str, tuple[Any, ...]]] = ({}, {})  # without/with parent
+
 
 def process(p: Any, parent: Any = None) -> dict[str, Any]:
+    """`ecs_objects.process`; what the same process and parent objects gave (`_typed` memoises them)."""
     if type(p) is not TProcess:
         return obj.process(p, parent)
+    memo = _MAPPED[parent is not None]
+    hit = memo.get(p.exec_id)  # type: ignore[arg-type]
+    if hit is not None and hit[0] is p and hit[1] is parent:
+        return hit[2].copy()
+    out = _process(p, parent)
+    if p.exec_id:
+        memo_put(memo, p.exec_id, (p, parent, out))
+    return out.copy()
+
+
+def _process(p: TProcess, parent: Any) -> dict[str, Any]:
     out = dict(_core(p))
     cap = p.cap
     if type(cap) is dict:

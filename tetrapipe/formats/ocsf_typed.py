@@ -20,9 +20,24 @@ def is_process(p: Any) -> bool:
     return type(p) is dict or type(p) is TProcess
 
 
+_MAPPED: tuple[dict[str, tuple[Any, ...]], dict[str, tuple[Any, ...]]] = ({}, {})  # without/with parent
+
+
 def process(p: Any, parent: Any = None) -> dict[str, Any]:
+    """`ocsf_objects.process`; a copy (callers add to it) of what the same process and parent objects gave."""
     if type(p) is not TProcess:
         return obj.process(p, parent)
+    memo = _MAPPED[parent is not None]
+    hit = memo.get(p.exec_id)  # type: ignore[arg-type]
+    if hit is not None and hit[0] is p and hit[1] is parent:  # the same objects (`_typed` memoises them)
+        return hit[2].copy()
+    out = _process(p, parent)
+    if p.exec_id:
+        memo_put(memo, p.exec_id, (p, parent, out))
+    return out.copy()
+
+
+def _process(p: TProcess, parent: Any) -> dict[str, Any]:
     out = _core(p).copy()
     if p.tid is not None:
         out["tid"] = p.tid
