@@ -148,7 +148,7 @@ def event_uid(event: dict[str, Any], etype: str, body: dict[str, Any]) -> str:
     events without a process (throttle, rate-limit, unknown types) hash their canonical JSON.
     """
     proc = body.get("process")
-    exec_id = proc.get("exec_id") if type(proc) is dict else getattr(proc, "exec_id", None)
+    exec_id = proc.get("exec_id") if type(proc) is dict else None
     if exec_id:
         key = (f"{etype}|{event.get('node_name')}|{event.get('time')}|{exec_id}|{body.get('function_name')}|"
                f"{body.get('policy_name')}").encode()

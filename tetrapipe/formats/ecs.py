@@ -42,10 +42,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tetrapipe.formats import ecs_objects as obj
-from tetrapipe.formats import ecs_typed as typed
 from tetrapipe.formats._common import basename, canonical_json, dumps_or_degrade, event_uid, find_socket, hook_details
 from tetrapipe.formats._hooks import classify_kprobe, file_path, module_name
-from tetrapipe.formats._typed import TProcess
 
 ECS_VERSION = "9.4.0"
 _COMMON_KEYS = frozenset({"time", "node_name", "cluster_name", "tetrapipe"})
@@ -133,17 +131,17 @@ def to_ecs(event: dict[str, Any], etype: str, categories: tuple[str, ...], group
         doc["host"] = {"name": node}
     p = body.get("process")
     tetragon: dict[str, Any] = {"event_type": etype}
-    if type(p) is dict or type(p) is TProcess:
-        proc = typed.process(p, body.get("parent"))
+    if type(p) is dict:
+        proc = obj.process(p, body.get("parent"))
         _exit(proc, etype, body)
         doc["process"] = proc
         user = proc.get("user")
         if user:
             doc["user"] = {"id": user["id"]}
-        extras = typed.process_extras(p, _PROCESS_EXTRAS)
+        extras = {k: p[k] for k in _PROCESS_EXTRAS if k in p}
         if extras:
             tetragon["process"] = extras
-    workload = typed.container_and_orchestrator(doc, event, p)
+    workload = obj.container_and_orchestrator(doc, event, p)
     if workload:
         tetragon["workload"] = workload
     if hook is not None:

@@ -52,8 +52,7 @@ from tetrapipe.formats._common import canonical_json, dumps_or_degrade, epoch_ms
 from tetrapipe.formats._hooks import classify_kprobe
 from tetrapipe.formats.ocsf_network import ACTIVITIES as NET_ACTIVITIES
 from tetrapipe.formats.ocsf_network import attach_peers, network
-from tetrapipe.formats.ocsf_objects import device
-from tetrapipe.formats.ocsf_typed import identified, k8s_tags, process_extras
+from tetrapipe.formats.ocsf_objects import device, identified, k8s_tags, process_extras
 
 OCSF_VERSION = "1.7.0"
 PRODUCT = {"name": "Tetragon", "vendor_name": "Isovalent/Cilium"}  # shared by every result (read-only)

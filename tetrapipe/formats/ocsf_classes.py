@@ -19,7 +19,6 @@ from collections.abc import Callable
 from typing import Any
 
 from tetrapipe.formats import ocsf_objects as obj
-from tetrapipe.formats import ocsf_typed as typed
 from tetrapipe.formats._common import epoch_ms, first_arg
 from tetrapipe.formats._hooks import file_path, is_syscall, module_name
 
@@ -37,15 +36,15 @@ def text(*values: Any, default: str = "unknown") -> str:
 def actor_of(body: dict[str, Any]) -> dict[str, Any] | None:
     """`{"process": …}` of a hook/loader event's process (with its parent), or None without one."""
     p = body.get("process")
-    if not typed.is_process(p) or not typed.identified(p):
+    if type(p) is not dict or not obj.identified(p):
         return None
-    return {"process": typed.process(p, body.get("parent"))}
+    return {"process": obj.process(p, body.get("parent"))}
 
 
 def launch(out: dict[str, Any], event: dict[str, Any], body: dict[str, Any], egress: Any) -> None:
     p = body.get("process")
-    proc = typed.process(p) if typed.is_process(p) else {}
-    parent = typed.parent_process(body.get("parent"))
+    proc = obj.process(p) if type(p) is dict else {}
+    parent = obj.parent_process(body.get("parent"))
     if parent is not None:
         proc["parent_process"] = parent
         out["actor"] = {"process": parent}
@@ -71,7 +70,7 @@ def set_user_id(out: dict[str, Any], event: dict[str, Any], body: dict[str, Any]
 
 def _reflexive(out: dict[str, Any], body: dict[str, Any]) -> None:
     p = body.get("process")
-    proc = typed.process(p, body.get("parent")) if typed.is_process(p) else {}
+    proc = obj.process(p, body.get("parent")) if type(p) is dict else {}
     out["process"] = proc
     out["actor"] = {"process": proc}
 

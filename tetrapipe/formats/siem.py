@@ -1,10 +1,9 @@
 """`ocsf` and `ecs`: the event in a SIEM's schema (mappings in `ocsf.py` and `ecs.py`).
 
-Both re-encode the event from its decoded form (`_typed.typed_event`: process and parent as typed
-structs when the event fits them, else the plain dicts of `generic_root()`: the same output), with
-its tags, egress classification and the peer resolver's answers (`peer`, `source`) carried along;
-`ocsf` with `findings` also emits a Detection Finding per event tagged with a `security`-group
-category (a second line of the same record).
+Both re-encode the event from its decoded form, with its tags, egress classification and the
+peer resolver's answers (`peer`, `source`) carried along; `ocsf` with `findings` also emits a
+Detection Finding per event tagged with a `security`-group category (a second line of the same
+record).
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from typing import Any
 import msgspec
 
 from tetrapipe.event.envelope import Envelope
-from tetrapipe.formats._typed import typed_event
 from tetrapipe.formats.base import lines_of_records
 from tetrapipe.formats.ecs import encode_ecs
 from tetrapipe.formats.ocsf import encode_ocsf
@@ -25,10 +23,7 @@ def _parts(env: Envelope) -> tuple[dict[str, Any], str, tuple[str, ...], tuple[s
     decoded = env.decoded
     assert decoded is not None, "formats render decoded events only"
     egress = decoded.egress
-    etype = decoded.etype
-    # The fast path (process and parent as typed structs), else the reference: plain dicts of everything.
-    event = decoded._generic if decoded._generic is not None else typed_event(decoded.raw, etype)
-    return (event if event is not None else decoded.generic_root(), etype, env.tags.categories, env.tags.groups,
+    return (decoded.generic_root(), decoded.etype, env.tags.categories, env.tags.groups,
             msgspec.to_builtins(egress) if egress is not None else None)
 
 
