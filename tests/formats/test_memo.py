@@ -34,7 +34,7 @@ ODD = st.sampled_from([True, False, 1, 0, 1.0, 42.0, "42", "1", None, [], [1], {
 
 
 def _fresh(fn: Any, event: dict[str, Any]) -> bytes:
-    for memo in (ocsf_objects._CORES, ocsf_objects._CONTAINERS, ecs_objects._CORES, ecs_objects._PODS):
+    for memo in (ocsf_objects._CONTAINERS, ecs_objects._PODS):
         memo.clear()
     return fn(event)
 
