@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/formats.py [--count 50000] [--rounds 7] [--seed 1]
     .venv/bin/python benchmarks/formats.py --pipeline [--events 100000] [--rounds 5] [--mix default|production]
+                                           [--lifecycle] [--tree PATH]
                                            [--tree PATH]
 
 Corpus: `tests.support.synth.generate_tagged` (the default scenario mix: every event type and
@@ -30,7 +31,9 @@ format's per-event time"): whole `tetrapipe run --quiet --pod-cidr … --service
 CPU time (the child's rusage, robust on a shared machine) minus a run on empty input (start-up),
 divided by the events: per-event CPU time, medians, and each format's ratio to `tetrapipe`.
 `--tree` runs another checkout's code (e.g. `git worktree add /tmp/base <commit>`) on the same
-corpus, for before/after numbers.
+corpus, for before/after numbers; given twice (`--tree /tmp/base --tree .`), both trees' runs are
+interleaved in the same rounds.  `--lifecycle`: processes that live across events
+(benchmarks/lifecycle.py), the corpus a per-process cache can use as on a real node.
 """
 
 from __future__ import annotations
@@ -128,30 +131,32 @@ def _cpu_seconds(tree: Path, corpus_path: str, fmt: str) -> float:
     return after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
-def pipeline(events: int, rounds: int, mix: str, tree: Path) -> None:
+def pipeline(events: int, rounds: int, mix: str, trees: list[Path], lifecycle: bool = False) -> None:
+    """Every format in every tree (and start-up), interleaved in each round with the order rotating."""
+    from benchmarks.lifecycle import relive
     from benchmarks.throughput import PRODUCTION_MIX
     from tests.support import synth
 
     with tempfile.TemporaryDirectory() as tmp:
         full, empty = os.path.join(tmp, "corpus.jsonl"), os.path.join(tmp, "empty.jsonl")
         with open(full, "wb") as f:
-            for line in synth.generate(events, seed=42, mix=PRODUCTION_MIX if mix == "production" else None):
+            lines = synth.generate(events, seed=42, mix=PRODUCTION_MIX if mix == "production" else None)
+            for line in relive(lines, seed=42) if lifecycle else lines:
                 f.write(line + b"\n")
         Path(empty).write_bytes(b"")
-        times: dict[str, list[float]] = {k: [] for k in (*PIPELINE_FORMATS, "start-up")}
+        runs = [(tree, name) for tree in trees for name in (*PIPELINE_FORMATS, "start-up")]
+        times: dict[tuple[Path, str], list[float]] = {run: [] for run in runs}
         for r in range(rounds):
-            names = [*PIPELINE_FORMATS, "start-up"]
-            for name in names[r % len(names):] + names[:r % len(names)]:
-                if name == "start-up":
-                    times[name].append(_cpu_seconds(tree, empty, "tetrapipe"))
-                else:
-                    times[name].append(_cpu_seconds(tree, full, name))
-    start = statistics.median(times["start-up"])
-    per = {k: (statistics.median(times[k]) - start) / events * 1e6 for k in PIPELINE_FORMATS}
-    print(f"{tree}: {events} events ({mix} mix), {rounds} interleaved rounds, median CPU µs/event "
-          f"(start-up {start:.2f} s subtracted):")
-    for name, us in per.items():
-        print(f"  --format {name:<10} {us:7.2f}  ratio {us / per['tetrapipe']:.2f}x")
+            for tree, name in runs[r % len(runs):] + runs[:r % len(runs)]:
+                corpus_path, fmt = (empty, "tetrapipe") if name == "start-up" else (full, name)
+                times[tree, name].append(_cpu_seconds(tree, corpus_path, fmt))
+    for tree in trees:
+        start = statistics.median(times[tree, "start-up"])
+        per = {k: (statistics.median(times[tree, k]) - start) / events * 1e6 for k in PIPELINE_FORMATS}
+        print(f"{tree}: {events} events ({mix} mix{', lifecycle' if lifecycle else ''}), {rounds} interleaved "
+              f"rounds, median CPU µs/event (start-up {start:.2f} s subtracted):")
+        for name, us in per.items():
+            print(f"  --format {name:<10} {us:7.2f}  ratio {us / per['tetrapipe']:.2f}x")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,10 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pipeline", action="store_true", help="whole `tetrapipe run` per format (the issue's measure)")
     ap.add_argument("--events", type=int, default=100_000, help="--pipeline: corpus size")
     ap.add_argument("--mix", choices=("default", "production"), default="default", help="--pipeline: corpus mix")
-    ap.add_argument("--tree", type=Path, default=Path(__file__).resolve().parents[1], help="--pipeline: checkout")
+    ap.add_argument("--lifecycle", action="store_true",
+                    help="--pipeline: processes that live across events (benchmarks/lifecycle.py)")
+    ap.add_argument("--tree", type=Path, action="append",
+                    help="--pipeline: a checkout to run (repeat it: the trees' runs are interleaved too)")
     a = ap.parse_args(argv)
     if a.pipeline:
-        pipeline(a.events, a.rounds if a.rounds != 7 else 5, a.mix, a.tree.resolve())
+        trees = [t.resolve() for t in a.tree or [Path(__file__).resolve().parents[1]]]
+        pipeline(a.events, a.rounds if a.rounds != 7 else 5, a.mix, trees, a.lifecycle)
         return 0
     inputs = corpus(a.count, a.seed)
     variants: dict[str, Callable[[list[Input]], None]] = {

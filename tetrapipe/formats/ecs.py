@@ -3,8 +3,8 @@
 Contract: `to_ecs(event, etype, categories, groups, egress)` takes one Tetragon event as plain
 dicts, its event-type key, tetrapipe's tags and egress classification, and returns one JSON-ready
 document (nested objects, the way Elasticsearch stores them); `encode_ecs` returns it as one JSON
-line.  Results are read-only: objects that repeat across events (a pod's `container`/`orchestrator`,
-an exec's process fields) are memoised and shared.  Nothing raises on odd input: a field of the
+line.  Results are read-only: objects that repeat across events (a pod's `container`/`orchestrator`)
+are memoised and shared.  Nothing raises on odd input: a field of the
 wrong type or an unparsable time or address is left out.  `topic_keys` gives fields for Kafka
 topic templates.  Only fields ECS 9.4 defines, with
 ECS's types and allowed `event.category`/`event.type` pairs, plus two custom prefixes:

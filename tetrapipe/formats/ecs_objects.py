@@ -44,15 +44,14 @@ from tetrapipe.formats._common import (
 
 _CAPS: dict[str, str] = {}
 _NETWORK_TYPES = {"AF_INET": "ipv4", "AF_INET6": "ipv6"}
-# Memos of objects that repeat across events (the same exec, the same pod): shared by every
+# Memos of objects that repeat across events (the same pod): shared by every
 # result that uses them, so results are read-only.
-_CORES: dict[Any, tuple[tuple[Any, ...], dict[str, Any]]] = {}  # exec_id -> (fields read, object)
 _PODS: dict[Any, tuple[dict[str, Any] | None, dict[str, Any] | None, str | None]] = {}
 
 
 def process(p: dict[str, Any], parent: Any = None) -> dict[str, Any]:
     """ECS `process` of a Tetragon process, with `process.parent` when `parent` is a dict."""
-    out = dict(_core(p))
+    out = _core(p)
     cap = p.get("cap")
     if type(cap) is dict:
         caps = {k: [_cap(c) for c in cap[k]] for k in ("effective", "permitted") if type(cap.get(k)) is list}
@@ -74,50 +73,42 @@ def process(p: dict[str, Any], parent: Any = None) -> dict[str, Any]:
 def _core(p: dict[str, Any]) -> dict[str, Any]:
     """The fields fixed per exec (pid, entity_id, executable, args, start, user, thread).
 
-    Memoised by exec_id and checked against every other field it reads (an exact memo: a garbled
-    event never changes another's result; only exact types are memoised, since True == 1).
+    Built afresh for every event: memoising them by exec_id costs more than it saves, measured
+    (see `ocsf_objects._process_core`).
     """
-    key = (p.get("exec_id"), p.get("pid"), p.get("start_time"), p.get("binary"), p.get("arguments"), p.get("tid"),
-           p.get("cwd"), p.get("uid"))
-    exec_id = key[0] if type(key[0]) is str and key[0] else None
-    memo = exec_id is not None and type(key[1]) is int and (key[5] is None or type(key[5]) is int) \
-        and (key[7] is None or type(key[7]) is int)
-    if memo:
-        hit = _CORES.get(exec_id)
-        if hit is not None and hit[0] == key:  # the same types too: the memo holds exact types only
-            return hit[1]
     out: dict[str, Any] = {}
-    v = key[1]
+    v = p.get("pid")
     if type(v) is int:
         out["pid"] = v
-    if exec_id:
+    exec_id = p.get("exec_id")
+    if type(exec_id) is str and exec_id:
         out["entity_id"] = exec_id
-    binary = key[3]
+    binary = p.get("binary")
     if type(binary) is str and binary:
         out["executable"] = binary
         out["name"] = basename(binary)
-        args = key[4]
+        args = p.get("arguments")
         if type(args) is str and args:
-            out["args"] = [binary, *args.split()]
+            argv = [binary, *args.split()]
+            out["args"] = argv
             out["command_line"] = f"{binary} {args}"
         else:
-            out["args"] = [binary]
+            argv = [binary]
+            out["args"] = argv
             out["command_line"] = binary
-        out["args_count"] = len(out["args"])
-    v = key[6]
+        out["args_count"] = len(argv)
+    v = p.get("cwd")
     if type(v) is str and v:
         out["working_directory"] = v
-    v = key[2]
+    v = p.get("start_time")
     if is_date(v):  # a value Elasticsearch cannot parse as a date would reject the whole document
         out["start"] = v
-    v = key[7]
+    v = p.get("uid")
     if type(v) is int:
         out["user"] = {"id": str(v)}
-    v = key[5]
+    v = p.get("tid")
     if type(v) is int:
         out["thread"] = {"id": v}
-    if memo:
-        memo_put(_CORES, exec_id, (key, out))
     return out
 
 

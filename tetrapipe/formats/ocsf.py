@@ -5,7 +5,7 @@ event as plain dicts (protojson, snake_case), its event-type key, tetrapipe's ta
 classification, and returns JSON-ready dicts: the OCSF event, followed by a Detection Finding
 when `findings` is true and the event has a `security`-group category.  `encode_ocsf` returns
 them as JSON lines (`\\n`-separated, no trailing newline).  Results are read-only: objects that
-repeat across events (an exec's process, a container, a pod's tags, the device) are memoised and
+repeat across events (a container, a pod's tags, a binary's file, the device) are memoised and
 shared, and a finding shares objects with its event.  `topic_keys` names the OCSF class for Kafka
 topic templates.  Nothing raises on odd input: missing fields are left out, required objects get
 the best value there is.

@@ -28,9 +28,8 @@ from tetrapipe.formats._common import basename, epoch_ms, memo_put, split_contai
 
 FILE_REGULAR, FILE_UNKNOWN, FILE_OTHER = 1, 0, 99
 _PROCESS_EXTRAS = ("auid", "flags", "cap", "binary_properties", "process_credentials", "in_init_tree")
-# Memos of objects that repeat across events (the same exec, container, pod, binary, user, node).
+# Memos of objects that repeat across events (the same container, pod, binary, user, node).
 # The objects they hold are shared by every result that uses them: results are read-only.
-_CORES: dict[Any, tuple[Any, ...]] = {}  # exec_id -> (the fields read..., object)
 _CONTAINERS: dict[str, tuple[Any, ...]] = {}  # container id -> (name, image, labels, object)
 _PODS: dict[tuple[Any, ...], tuple[dict[str, str], ...]] = {}
 _FILES: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -42,7 +41,7 @@ _POD_TAGS = (("namespace", "k8s.namespace.name"), ("name", "k8s.pod.name"), ("wo
 
 def process(p: dict[str, Any], parent: Any = None) -> dict[str, Any]:
     """The OCSF `process` of a Tetragon process, with `parent_process` when `parent` is a dict."""
-    out = _process_core(p).copy()
+    out = _process_core(p)
     v = p.get("tid")
     if type(v) is int:
         out["tid"] = v
@@ -103,24 +102,19 @@ def identified(p: Any) -> bool:
 def _process_core(p: dict[str, Any]) -> dict[str, Any]:
     """pid, uid (exec_id), name, file, cmd_line, working_directory, created_time, user: fixed per exec.
 
-    Memoised by exec_id (the same process appears in many events), and a hit is checked against
-    every other field it reads, so a forged or garbled event with a known exec_id gets its own
-    object and never changes what the real one maps to.  Only exact types are memoised (True == 1,
-    but a bool pid is left out and an int one is not).
+    Built afresh for every event (not memoised by exec_id): measured on synth's corpus and on one whose
+    processes live across events (benchmarks/lifecycle.py), keeping thousands of these alive costs
+    more than building them (benchmarks/formats.py); what repeats inside (the binary's file object,
+    the user, the start time's seconds) is memoised by value.
     """
-    exec_id, pid, start, binary, args, cwd, uid = (p.get("exec_id"), p.get("pid"), p.get("start_time"),
-                                                    p.get("binary"), p.get("arguments"), p.get("cwd"), p.get("uid"))
-    memo = type(exec_id) is str and exec_id != "" and type(pid) is int and (uid is None or type(uid) is int)
-    if memo:
-        hit = _CORES.get(exec_id)
-        if hit is not None and hit[0] == pid and hit[1] == start and hit[2] == binary and hit[3] == args \
-                and hit[4] == cwd and hit[5] == uid and type(hit[5]) is type(uid):
-            return hit[6]
     out: dict[str, Any] = {}
+    pid = p.get("pid")
     if type(pid) is int:
         out["pid"] = pid
+    exec_id = p.get("exec_id")
     if type(exec_id) is str and exec_id:
         out["uid"] = exec_id
+    binary = p.get("binary")
     if type(binary) is str and binary:
         named = _FILES.get(binary)
         if named is None:
@@ -128,20 +122,21 @@ def _process_core(p: dict[str, Any]) -> dict[str, Any]:
             named = (name, {"name": name, "path": binary, "type_id": FILE_REGULAR})
             memo_put(_FILES, binary, named)
         out["name"], out["file"] = named
+        args = p.get("arguments")
         out["cmd_line"] = f"{binary} {args}" if type(args) is str and args else binary
+    cwd = p.get("cwd")
     if type(cwd) is str and cwd:
         out["working_directory"] = cwd
-    v = epoch_ms(start)
+    v = epoch_ms(p.get("start_time"))
     if v is not None:
         out["created_time"] = v
+    uid = p.get("uid")
     if type(uid) is int:
         user = _USERS.get(uid)
         if user is None:
             user = {"uid": str(uid)}
             memo_put(_USERS, uid, user)
         out["user"] = user
-    if memo:
-        memo_put(_CORES, exec_id, (pid, start, binary, args, cwd, uid, out))
     return out
 
 
