@@ -216,6 +216,11 @@ class Decoded(msgspec.Struct, gc=False, eq=False):
     def generic_body(self) -> Any:
         return self.generic_root().get(self.etype)
 
+    def plain_view(self) -> dict[str, Any]:
+        """The event as plain dicts: the one an earlier step decoded, else a fresh one NOT kept on the
+        event (a batch's worth of dicts kept until acknowledged pushes the rest out of the CPU caches)."""
+        return self._generic if self._generic is not None else _generic.decode(self.raw)
+
 
 def decoded_of(raw: bytes, etype: str, view: Any, vbody: Any) -> Decoded:
     """The `Decoded` of an event whose view is a `LeanEvent` or (not fitting it) plain dicts."""
