@@ -68,7 +68,7 @@ def run_stage(stage: Stage, decoded: Decoded, categories: Sequence[str] = (), *,
             if export.denies(decoded):
                 return "filtered", None, False
             deny_done = True
-    if redact is not None and not redact.unchanged(decoded.raw, etype):
+    if redact is not None and not redact.unchanged_decoded(decoded):
         root = event = decoded.generic_root()
         event, redacted = redact(event, etype)
     if export is not None and not (allow_done and deny_done):
