@@ -5,9 +5,15 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from tests.transforms.test_filter_lean import EVENTS
+from tetrapipe.transforms import fieldmask
+from tetrapipe.transforms import tetragon_schema as schema
 from tetrapipe.transforms.filter import parse_filter_list
 from tetrapipe.transforms.filter_errors import FieldFilterError, FilterConfigError
 from tetrapipe.transforms.filter_fields import compile_field_filters
@@ -130,3 +136,48 @@ def test_event_set_and_inversion() -> None:
     assert only_exec(KPROBE, "process_kprobe") is KPROBE
     assert not_exec(EXEC, "process_exec") is EXEC
     assert "process" not in not_exec(KPROBE, "process_kprobe")["process_kprobe"]
+
+
+def _exclude_walking_the_object(plan: Any, obj: dict) -> dict:
+    """fieldmask.exclude as it was: every key of the object looked up in the plan (the reference)."""
+    if not plan.fields:
+        return obj
+    out = None
+    for key, value in obj.items():
+        sub = plan.get(key, fieldmask._DROP)
+        if sub is fieldmask._DROP:
+            continue
+        if sub is fieldmask.LEAF:
+            kept = fieldmask._DROP
+        elif type(value) is dict:
+            kept = _exclude_walking_the_object(sub, value)
+        elif type(value) is list and all(type(v) is dict for v in value):
+            new = [_exclude_walking_the_object(sub, v) for v in value]
+            kept = value if all(a is b for a, b in zip(new, value, strict=True)) else new
+        else:
+            kept = fieldmask._DROP
+        if kept is value:
+            continue
+        out = dict(obj) if out is None else out
+        if kept is fieldmask._DROP:
+            del out[key]
+        else:
+            out[key] = kept
+    return obj if out is None else out
+
+
+EXCLUDE_PATHS = ["process.pid", "process.pod", "process.pod.name", "process.cap", "parent", "parent.binary",
+                 "ancestors.arguments", "process.environment_variables", "args.arg.string_arg", "policy_name"]
+
+
+@settings(max_examples=400)
+@given(st.lists(st.sampled_from(EXCLUDE_PATHS), min_size=1, max_size=4), EVENTS)
+def test_exclude_equals_the_object_walk(paths: list, event: dict) -> None:
+    etype = next(iter(event))
+    body = event[etype]
+    if type(body) is not dict:
+        return
+    message = schema.EVENT_TYPES[etype][2] if etype in schema.EVENT_TYPES else None
+    plan, _ = fieldmask.compile_plan(message, paths)
+    got, want = fieldmask.exclude(plan, body), _exclude_walking_the_object(plan, body)
+    assert got == want and list(got) == list(want) and (got is body) == (want is body), (paths, event)
