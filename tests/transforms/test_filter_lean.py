@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -161,7 +162,7 @@ def one_decode_run_stage(stage: Stage, decoded: Decoded) -> tuple[str | None, di
         event, redacted = stage.redact(event, etype)
     if stage.export is not None and not stage.export(event, etype):
         return "filtered", None, False
-    if (reason := run_keyed(stage, event, etype, ())) is not None:
+    if (reason := run_keyed(stage, decoded, event, ())) is not None:
         return reason, None, False
     if stage.fields is not None:
         try:
@@ -217,3 +218,45 @@ def test_run_stage_judges_redacted_arguments_as_redacted(allow: list, deny: list
     assert new is not None and old is not None
     for event in events:
         assert run_stage(new, decode(event)) == one_decode_run_stage(old, decode(event)), event
+
+
+KEY_PATHS = ["categories", "event_type", "node_name", "time", "cluster_name", "function_name", "policy_name", "path",
+             "process.binary", "process.arguments", "process.pod.namespace", "process.pod.name", "process.pod",
+             "process", "args", "args[0].string_arg", "args[1]", "process.binary_properties",
+             "process.binary_properties.setuid", "parent.binary", "process.pid", "process.cap.effective"]
+
+
+def keys_equal_the_generic_decode(paths: list, event: dict, wide: bool) -> None:
+    from tetrapipe.transforms.event_keys import KeyFields
+    from tetrapipe.transforms.redact_view import RedactionLeanEvent
+
+    keys = KeyFields(paths)
+    decoder = LineDecoder()
+    decoder.use_view(RedactionLeanEvent if wide else None)
+    decoded = decoder.decode(json.dumps(event).encode())
+    assert decoded is not None
+    got = keys.values_of(decoded, None, ("egress",))
+    assert got == keys.values(decode(event).generic_root(), decoded.etype, ("egress",)), (paths, event)
+    if keys.lean and type(decoded.view) is not dict:
+        assert decoded._generic is None  # read from the view: no generic decode
+
+
+@settings(max_examples=400)
+@given(st.lists(st.sampled_from(KEY_PATHS), min_size=2, max_size=4), EVENTS, st.booleans())
+def test_keys_from_the_lean_view_equal_the_generic_decode(paths: list, event: dict, wide: bool) -> None:
+    keys_equal_the_generic_decode(paths, event, wide)
+
+
+@pytest.mark.parametrize("path", KEY_PATHS)
+@settings(max_examples=100)
+@given(event=EVENTS, wide=st.booleans())
+def test_each_key_path_from_the_lean_view_equals_the_generic_decode(path: str, event: dict, wide: bool) -> None:
+    keys_equal_the_generic_decode([path], event, wide)
+
+
+def test_the_default_rate_limit_keys_read_the_lean_view() -> None:
+    from tetrapipe.transforms.event_keys import KeyFields
+
+    assert KeyFields(["categories", "node_name", "process.binary"]).lean
+    assert KeyFields(["process.pod.container.id", "function_name"]).lean is False  # not in the lean view
+    assert KeyFields(["node_name", "process.pod"]).lean is False  # an object: a struct on the lean view

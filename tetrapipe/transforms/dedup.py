@@ -56,8 +56,15 @@ class Dedup:
         self._evictions_taken = 0
 
     def __call__(self, event: dict[str, Any], event_type: str, categories: Sequence[str] = ()) -> bool:
+        return self._admit(self.keys.values(event, event_type, categories))
+
+    def check(self, decoded: Any, event: dict[str, Any] | None, categories: Sequence[str] = ()) -> bool:
+        """``__call__`` for a ``Decoded`` event: its key read from ``event`` (plain dicts) when given, else
+        from the lean view when the key's paths allow (``KeyFields.values_of``: no generic decode)."""
+        return self._admit(self.keys.values_of(decoded, event, categories))
+
+    def _admit(self, key: tuple[Any, ...]) -> bool:
         now = self.clock()
-        key = self.keys.values(event, event_type, categories)
         win = self._open.get(key)
         if win is not None and now < win.start + self.window:
             self._open.move_to_end(key)
