@@ -13,8 +13,9 @@ through `tetrapipe run --quiet` to /dev/null with:
   no-filters     a config file without any filter key (must cost nothing)
   allow+deny     the 5 lines of benchmarks/filters.py (3 allow, 2 deny)
   +redact        allow+deny and one redaction filter (two patterns): the issue's budget row
-  realistic      allow+deny, redaction, one EXCLUDE field filter and a top-level rate limit
-                 (categories, node, binary; a rate high enough that it only counts)
+  +rate_limit    +redact and a top-level rate limit (categories, node, binary: keys the lean
+                 view carries; a rate high enough that it only counts)
+  realistic      +rate_limit and one EXCLUDE field filter (4 paths, process/parent cap and ns)
   +redact/pass   +redact with a last allow line `{}` (matches every event): the same lines are
                  evaluated, but no event is dropped, so no downstream work is saved — the cost of
                  the engines alone
@@ -51,6 +52,8 @@ CONFIGS: dict[str, dict | None] = {
     "no-filters": {"input": {"max_depth": 64}},
     "allow+deny": {"filters": {"allow": ALLOW, "deny": DENY}},
     "+redact": {"filters": {"allow": ALLOW, "deny": DENY}, "redaction": REDACT},
+    "+rate_limit": {"filters": {"allow": ALLOW, "deny": DENY}, "redaction": REDACT,
+                    "rate_limit": {"rate": 1_000_000, "burst": 1_000_000}},
     "realistic": {"filters": {"allow": ALLOW, "deny": DENY}, "redaction": REDACT, "field_filters": FIELDS,
                   "rate_limit": {"rate": 1_000_000, "burst": 1_000_000}},
     "+redact/pass": {"filters": {"allow": [*ALLOW, {}], "deny": DENY}, "redaction": REDACT},

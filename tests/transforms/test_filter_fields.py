@@ -181,3 +181,45 @@ def test_exclude_equals_the_object_walk(paths: list, event: dict) -> None:
     plan, _ = fieldmask.compile_plan(message, paths)
     got, want = fieldmask.exclude(plan, body), _exclude_walking_the_object(plan, body)
     assert got == want and list(got) == list(want) and (got is body) == (want is body), (paths, event)
+
+
+FIELD_ITEMS = st.lists(st.fixed_dictionaries(
+    {"fields": st.lists(st.sampled_from(EXCLUDE_PATHS), min_size=1, max_size=3).map(",".join),
+     "action": st.sampled_from(["EXCLUDE", "EXCLUDE", "INCLUDE"])},
+    optional={"event_set": st.sampled_from([["PROCESS_EXEC"], ["PROCESS_KPROBE", "PROCESS_EXIT"]]),
+              "invert_event_set": st.booleans()}), min_size=1, max_size=2)
+
+
+@settings(max_examples=600)
+@given(FIELD_ITEMS, EVENTS)
+def test_unchanged_only_when_the_filters_return_the_event_itself(items: list, event: dict) -> None:
+    from tetrapipe.event.decode import LineDecoder
+
+    try:
+        filters = compile_field_filters(items)
+    except FilterConfigError:  # a path none of the item's event types has
+        return
+    decoded = LineDecoder().decode(json.dumps(event).encode())
+    assert decoded is not None
+    if filters.unchanged(decoded):
+        root = decoded.generic_root()
+        assert filters(root, decoded.etype) is root, (items, event)
+
+
+def test_unchanged_without_the_generic_decode_when_the_paths_are_absent() -> None:
+    from tetrapipe.event.decode import LineDecoder
+
+    filters = compile_field_filters([{"fields": "process.cap,parent.ns,ancestors.arguments", "action": "EXCLUDE"}])
+    for event, unchanged in (({"process_exec": {"process": {"binary": "/bin/sh"}, "parent": {"pid": 1},
+                                                "ancestors": [{"pid": 2}]}}, True),
+                             ({"process_exec": {"process": {"cap": {}}}}, False),
+                             ({"process_exec": {"ancestors": [{"arguments": "x"}]}}, False),
+                             ({"process_exec": {"parent": None}}, False),  # exclude drops a null it descends into
+                             ({"process_exec": {"ancestors": ["x"]}}, False)):
+        decoded = LineDecoder().decode(json.dumps(event).encode())
+        assert decoded is not None
+        assert filters.unchanged(decoded) is unchanged, event
+        assert decoded._generic is None
+        assert (filters(decoded.generic_root(), "process_exec") is decoded.generic_root()) is unchanged
+    include = compile_field_filters([{"fields": "process.binary", "action": "INCLUDE"}])
+    assert not include.unchanged(LineDecoder().decode(b'{"process_exec":{"process":{"binary":"x"}}}'))

@@ -24,7 +24,8 @@ Cost: nothing runs for a scope without a stage (the processor and delivery test 
 batch / per sink and group).  Allow/deny lines whose fields the lean view carries read it
 (`ExportFilter.decide`); redaction first asks `Redactor.unchanged_decoded` (the strings it reads: from
 the view when the config redacts, tetrapipe.transforms.redact_view); dedup and rate-limit keys whose
-paths the lean view carries read it (`KeyFields.values_of`); only a step that needs plain dicts
+paths the lean view carries read it (`KeyFields.values_of`); an EXCLUDE field filter first asks
+`FieldFilters.unchanged` (a narrow decode of its paths); only a step that needs plain dicts
 (another filter line, a redaction that may change the event, other keys, field filters) decodes the
 event generically, once;
 a per-sink redaction or field filter re-encodes, re-decodes,
@@ -80,7 +81,7 @@ def run_stage(stage: Stage, decoded: Decoded, categories: Sequence[str] = (), *,
             return "filtered", None, False
     if keyed and stage.keyed and (reason := run_keyed(stage, decoded, event, categories)) is not None:
         return reason, None, False
-    if stage.fields is not None:
+    if stage.fields is not None and (event is not None or not stage.fields.unchanged(decoded)):
         if event is None:
             root = event = decoded.generic_root()
         try:
