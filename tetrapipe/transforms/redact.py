@@ -153,9 +153,30 @@ class Redactor:
 
     def unchanged_decoded(self, decoded: Any) -> bool:
         """``unchanged`` for a ``Decoded`` event: read from its view when that is a ``RedactionLeanEvent``."""
-        if type(decoded.view) is RedactionLeanEvent:
-            return self.unchanged_lean(decoded.vbody, decoded.etype)
-        return self.unchanged(decoded.raw, decoded.etype)
+        if type(decoded.view) is not RedactionLeanEvent:
+            return self.unchanged(decoded.raw, decoded.etype)
+        body = decoded.vbody
+        any_match = self._any
+        if any_match is None or body is None or decoded.etype not in _PROC:
+            return True
+        if self._binaries is not None or self._string_args or body.ancestors:
+            return self._body_unchanged(body, decoded.etype)
+        # The common case, unrolled (it runs for every event shipped): the arguments of the process and
+        # its parent, through the matcher's memo; environment variables take the general path.
+        memo = any_match.memo
+        for p in (body.process, body.parent):
+            if p is None:
+                continue
+            if p.environment_variables:
+                return self._body_unchanged(body, decoded.etype)
+            args = p.arguments
+            if type(args) is str and args:
+                hit = memo.get(args)
+                if hit is None:
+                    hit = any_match(args)
+                if hit:
+                    return False
+        return True
 
     def unchanged(self, raw: bytes, event_type: str) -> bool:
         """True only if ``self(generic decode of raw, event_type)`` returns the event unchanged."""
