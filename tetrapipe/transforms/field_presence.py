@@ -42,16 +42,26 @@ def _level(plan: Plan, name: str) -> Any:
     return msgspec.defstruct(name, fields, rename=rename, gc=False)
 
 
-def _untouched(obj: Any, plan: Plan) -> bool:
-    for i, sub in enumerate(plan.fields.values()):
-        value = getattr(obj, f"f{i}")
+Level = tuple[tuple[str, Any], ...]  # (attribute, the next Level or None for an excluded leaf), per plan level
+
+
+def _levels(plan: Plan) -> Level:
+    return tuple((f"f{i}", None if sub is None else _levels(sub)) for i, sub in enumerate(plan.fields.values()))
+
+
+def _untouched(obj: Any, level: Level) -> bool:
+    for attr, sub in level:
+        value = getattr(obj, attr)
         if value is UNSET:
             continue
-        if sub is None:  # LEAF
+        if sub is None:  # an excluded leaf is present
             return False
-        for item in value if type(value) is list else (value,):
-            if not _untouched(item, sub):
-                return False
+        if type(value) is list:
+            for item in value:
+                if not _untouched(item, sub):
+                    return False
+        elif not _untouched(value, sub):
+            return False
     return True
 
 
@@ -61,7 +71,7 @@ class PresenceCheck:
     def __init__(self, plan: Plan, event_type: str) -> None:
         assert not plan.by_name, "a plan of a schema event type"
         body = _level(plan, f"_Presence_{event_type}")
-        self._plan = plan
+        self._plan = _levels(plan)
         self._etype = event_type
         self._decoder = msgspec.json.Decoder(msgspec.defstruct(
             f"_PresenceEvent_{event_type}", [("body", body | UnsetType, UNSET)], rename={"body": event_type},
