@@ -66,12 +66,12 @@ def _untouched(obj: Any, level: Level) -> bool:
 
 
 class PresenceCheck:
-    __slots__ = ("_plan", "_decoder", "_etype")
+    __slots__ = ("_levels", "_decoder", "_etype")
 
     def __init__(self, plan: Plan, event_type: str) -> None:
         assert not plan.by_name, "a plan of a schema event type"
         body = _level(plan, f"_Presence_{event_type}")
-        self._plan = _levels(plan)
+        self._levels = _levels(plan)
         self._etype = event_type
         self._decoder = msgspec.json.Decoder(msgspec.defstruct(
             f"_PresenceEvent_{event_type}", [("body", body | UnsetType, UNSET)], rename={"body": event_type},
@@ -83,4 +83,4 @@ class PresenceCheck:
             body = self._decoder.decode(raw).body  # type: ignore[attr-defined]
         except (msgspec.ValidationError, msgspec.DecodeError):
             return False  # a shape exclude fails closed on (or no object at all): the full path decides
-        return body is not UNSET and _untouched(body, self._plan)
+        return body is not UNSET and _untouched(body, self._levels)
