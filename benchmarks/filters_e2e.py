@@ -1,6 +1,7 @@
 """End-to-end cost of filters in `tetrapipe run` (stdin → stdout), against the same run without them.
 
 Usage:  .venv/bin/python benchmarks/filters_e2e.py [--events 200000] [--rounds 5] [--mix default|production]
+                                                   [--configs allow+deny,+redact]  (rows besides `none`)
 
 Issue 13's budget: a realistic allow+deny list (5 lines, regexes and namespaces) plus one
 redaction filter costs at most 15 % of the run's per-event time; a config without filters costs
@@ -12,8 +13,9 @@ through `tetrapipe run --quiet` to /dev/null with:
   no-filters     a config file without any filter key (must cost nothing)
   allow+deny     the 5 lines of benchmarks/filters.py (3 allow, 2 deny)
   +redact        allow+deny and one redaction filter (two patterns): the issue's budget row
-  realistic      allow+deny, redaction, one EXCLUDE field filter and a top-level rate limit
-                 (categories, node, binary; a rate high enough that it only counts)
+  +rate_limit    +redact and a top-level rate limit (categories, node, binary: keys the lean
+                 view carries; a rate high enough that it only counts)
+  realistic      +rate_limit and one EXCLUDE field filter (4 paths, process/parent cap and ns)
   +redact/pass   +redact with a last allow line `{}` (matches every event): the same lines are
                  evaluated, but no event is dropped, so no downstream work is saved — the cost of
                  the engines alone
@@ -50,6 +52,8 @@ CONFIGS: dict[str, dict | None] = {
     "no-filters": {"input": {"max_depth": 64}},
     "allow+deny": {"filters": {"allow": ALLOW, "deny": DENY}},
     "+redact": {"filters": {"allow": ALLOW, "deny": DENY}, "redaction": REDACT},
+    "+rate_limit": {"filters": {"allow": ALLOW, "deny": DENY}, "redaction": REDACT,
+                    "rate_limit": {"rate": 1_000_000, "burst": 1_000_000}},
     "realistic": {"filters": {"allow": ALLOW, "deny": DENY}, "redaction": REDACT, "field_filters": FIELDS,
                   "rate_limit": {"rate": 1_000_000, "burst": 1_000_000}},
     "+redact/pass": {"filters": {"allow": [*ALLOW, {}], "deny": DENY}, "redaction": REDACT},
@@ -74,7 +78,12 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--mix", choices=("default", "production"), default="default")
+    parser.add_argument("--configs", default=",".join(CONFIGS),
+                        help=f"comma-separated rows to run (always with none); default: all of {', '.join(CONFIGS)}")
     args = parser.parse_args()
+    wanted = {"none", *args.configs.split(",")}
+    if unknown := wanted - set(CONFIGS):
+        parser.error(f"unknown configs: {', '.join(sorted(unknown))}")
     pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
     base = [*pin, sys.executable, "-m", "tetrapipe.cli.main", "run", "--quiet",
             "--pod-cidr", "10.244.0.0/16", "--service-cidr", "10.96.0.0/12"]
@@ -86,6 +95,8 @@ def main() -> int:
                 f.write(line + b"\n")
         commands: dict[str, list[str]] = {}
         for name, config in CONFIGS.items():
+            if name not in wanted:
+                continue
             cmd = list(base)
             if config is not None:
                 path = Path(tmp) / f"config{len(commands)}.yaml"

@@ -98,3 +98,38 @@ def test_check_config_agrees_with_load_config(tmp_path: Path, doc: dict[str, obj
     else:
         assert all("$" not in p for p in problems)  # no structural complaint about a loadable file
     assert (config is None) == bool(problems)
+
+
+SINKS = """\
+sinks:
+  - {type: file, path: out.jsonl}
+  - type: bogus
+    path: x
+  - type: file
+    path: 12
+    colour: red
+  - type: otlp
+    endpoint: http://c:4318
+    filters: {allow: [{binary_regex: ["("]}]}
+  - {type: stdout, format: summary}
+  - type: file
+"""
+
+
+def test_every_bad_sinks_entry_is_reported_with_its_line(tmp_path: Path) -> None:
+    problems = check(tmp_path, SINKS)
+    where = str(tmp_path / "c.yaml")
+    assert [p.split(": ", 1)[0] for p in problems] == [f"{where}:{n}" for n in (3, 6, 10, 12)], problems
+    assert "sinks[1].type: sink type 'bogus' unknown" in problems[0]
+    assert "Expected `str`, got `int` - at `sinks[2].path`" in problems[1]  # msgspec's first error of the entry
+    assert "sinks[3].filters.allow[0].binary_regex[0]: missing )" in problems[2]  # a good entry's filters
+    assert "sinks[5]" in problems[3] and "path" in problems[3]
+    with pytest.raises(ConfigFileError, match=r"sinks\[1\]\.type"):  # what `run` says: the first of them
+        load_config(tmp_path / "c.yaml")
+
+
+def test_a_bad_filter_of_a_sinks_entry_is_reported_when_every_entry_decodes(tmp_path: Path) -> None:
+    problems = check(tmp_path, "sinks:\n  - {type: stdout}\n  - type: otlp\n    endpoint: http://c:4318\n"
+                               "    redaction: [{redact: ['(']}]\n")
+    where = tmp_path / "c.yaml"
+    assert len(problems) == 1 and problems[0].startswith(f"{where}:5: sinks[1].redaction[0].redact[0]"), problems

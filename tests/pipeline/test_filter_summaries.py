@@ -268,3 +268,33 @@ async def test_a_stage_replaced_by_a_reload_reports_what_it_held(tagger: Tagger)
     assert record["dropped"] == 1 and record["scope"] == "s"
     await summaries.deliver()
     assert len(sink.delivered) == 1  # reported once
+
+
+async def test_evicted_keys_are_counted_in_the_summary_and_the_metrics(tagger: Tagger) -> None:
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tetrapipe.service.metrics import registry_for
+
+    processor = _processor(tagger)
+    processor.stage = Stage(None, None, None, dedup=Dedup(window=3600, keys=["process.binary"], max_keys=2))
+    binaries = [f"/bin/{i}" for i in range(5)] + ["/bin/0"]  # /bin/0 again: evicted by then, so it passes
+    sink = ScriptedSink("s")
+    p = Pipeline(ListSource([orjson.dumps(_event(b)) for b in binaries], batch_size=2), processor, [sink],
+                 retry=RetryPolicy(initial=0.001, maximum=0.01), log=io.StringIO())
+    p.delivery.stages = {"s": Stage(None, None, None, rate=RateLimiter(
+        rate=1000, burst=1000, keys=["process.binary"], max_keys=1))}
+    assert await p.run() == EXIT_OK
+    assert len(sink.delivered) == 6  # nothing repeated within a window, nothing over the rate
+    # dedup: /bin/2, /bin/3, /bin/4 and /bin/0 (again) each evict the least recent of 2 keys; rate limit: 5 of 6
+    assert p.stats.evicted_keys == {ALL_SINKS: {"dedup": 4}, "s": {"rate_limit": 5}}
+    assert p.stats.summary_fields()["evicted_keys"] == {"*": {"dedup": 4}, "s": {"rate_limit": 5}}
+    metrics = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(generate_latest(registry_for(p, "1")).decode())
+               for s in family.samples}
+    assert metrics[("tetrapipe_filter_keys_evicted_total", (("sink", "*"), ("step", "dedup")))] == 4
+    assert metrics[("tetrapipe_filter_keys_evicted_total", (("sink", "s"), ("step", "rate_limit")))] == 5
+
+
+def test_no_eviction_no_summary_field() -> None:
+    assert "evicted_keys" not in Stats().summary_fields()

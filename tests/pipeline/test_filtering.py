@@ -21,6 +21,7 @@ from tetrapipe.pipeline.filtering import ALL_SINKS
 from tetrapipe.pipeline.processor import Processor
 from tetrapipe.pipeline.runner import EXIT_OK, Pipeline, RetryPolicy
 from tetrapipe.transforms.filter_stage import compile_stage
+from tetrapipe.transforms.redact_view import RedactionLeanEvent
 from tetrapipe.transforms.tag import Tagger
 
 SECRET = "hunter2"
@@ -231,3 +232,6 @@ async def test_reload_swaps_the_top_level_and_sink_stages(tagger: Tagger) -> Non
     assert await reloader.reload()
     assert processor.stage is not None and processor.stage.redact is not None
     assert list(applied[0].sinks) == ["otlp[0]"]
+    # events are now decoded with what redaction reads (tetrapipe.transforms.redact_view)
+    decoded = processor.decoder.decode(_lines()[0])
+    assert decoded is not None and type(decoded.view) is RedactionLeanEvent

@@ -5,9 +5,15 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from tests.transforms.test_filter_lean import EVENTS
+from tetrapipe.transforms import fieldmask
+from tetrapipe.transforms import tetragon_schema as schema
 from tetrapipe.transforms.filter import parse_filter_list
 from tetrapipe.transforms.filter_errors import FieldFilterError, FilterConfigError
 from tetrapipe.transforms.filter_fields import compile_field_filters
@@ -130,3 +136,90 @@ def test_event_set_and_inversion() -> None:
     assert only_exec(KPROBE, "process_kprobe") is KPROBE
     assert not_exec(EXEC, "process_exec") is EXEC
     assert "process" not in not_exec(KPROBE, "process_kprobe")["process_kprobe"]
+
+
+def _exclude_walking_the_object(plan: Any, obj: dict) -> dict:
+    """fieldmask.exclude as it was: every key of the object looked up in the plan (the reference)."""
+    if not plan.fields:
+        return obj
+    out = None
+    for key, value in obj.items():
+        sub = plan.get(key, fieldmask._DROP)
+        if sub is fieldmask._DROP:
+            continue
+        if sub is fieldmask.LEAF:
+            kept = fieldmask._DROP
+        elif type(value) is dict:
+            kept = _exclude_walking_the_object(sub, value)
+        elif type(value) is list and all(type(v) is dict for v in value):
+            new = [_exclude_walking_the_object(sub, v) for v in value]
+            kept = value if all(a is b for a, b in zip(new, value, strict=True)) else new
+        else:
+            kept = fieldmask._DROP
+        if kept is value:
+            continue
+        out = dict(obj) if out is None else out
+        if kept is fieldmask._DROP:
+            del out[key]
+        else:
+            out[key] = kept
+    return obj if out is None else out
+
+
+EXCLUDE_PATHS = ["process.pid", "process.pod", "process.pod.name", "process.cap", "parent", "parent.binary",
+                 "ancestors.arguments", "process.environment_variables", "args.arg.string_arg", "policy_name"]
+
+
+@settings(max_examples=400)
+@given(st.lists(st.sampled_from(EXCLUDE_PATHS), min_size=1, max_size=4), EVENTS)
+def test_exclude_equals_the_object_walk(paths: list, event: dict) -> None:
+    etype = next(iter(event))
+    body = event[etype]
+    if type(body) is not dict:
+        return
+    message = schema.EVENT_TYPES[etype][2] if etype in schema.EVENT_TYPES else None
+    plan, _ = fieldmask.compile_plan(message, paths)
+    got, want = fieldmask.exclude(plan, body), _exclude_walking_the_object(plan, body)
+    assert got == want and list(got) == list(want) and (got is body) == (want is body), (paths, event)
+
+
+FIELD_ITEMS = st.lists(st.fixed_dictionaries(
+    {"fields": st.lists(st.sampled_from(EXCLUDE_PATHS), min_size=1, max_size=3).map(",".join),
+     "action": st.sampled_from(["EXCLUDE", "EXCLUDE", "INCLUDE"])},
+    optional={"event_set": st.sampled_from([["PROCESS_EXEC"], ["PROCESS_KPROBE", "PROCESS_EXIT"]]),
+              "invert_event_set": st.booleans()}), min_size=1, max_size=2)
+
+
+@settings(max_examples=600)
+@given(FIELD_ITEMS, EVENTS)
+def test_unchanged_only_when_the_filters_return_the_event_itself(items: list, event: dict) -> None:
+    from tetrapipe.event.decode import LineDecoder
+
+    try:
+        filters = compile_field_filters(items)
+    except FilterConfigError:  # a path none of the item's event types has
+        return
+    decoded = LineDecoder().decode(json.dumps(event).encode())
+    assert decoded is not None
+    if filters.unchanged(decoded):
+        root = decoded.generic_root()
+        assert filters(root, decoded.etype) is root, (items, event)
+
+
+def test_unchanged_without_the_generic_decode_when_the_paths_are_absent() -> None:
+    from tetrapipe.event.decode import LineDecoder
+
+    filters = compile_field_filters([{"fields": "process.cap,parent.ns,ancestors.arguments", "action": "EXCLUDE"}])
+    for event, unchanged in (({"process_exec": {"process": {"binary": "/bin/sh"}, "parent": {"pid": 1},
+                                                "ancestors": [{"pid": 2}]}}, True),
+                             ({"process_exec": {"process": {"cap": {}}}}, False),
+                             ({"process_exec": {"ancestors": [{"arguments": "x"}]}}, False),
+                             ({"process_exec": {"parent": None}}, False),  # exclude drops a null it descends into
+                             ({"process_exec": {"ancestors": ["x"]}}, False)):
+        decoded = LineDecoder().decode(json.dumps(event).encode())
+        assert decoded is not None
+        assert filters.unchanged(decoded) is unchanged, event
+        assert decoded._generic is None
+        assert (filters(decoded.generic_root(), "process_exec") is decoded.generic_root()) is unchanged
+    include = compile_field_filters([{"fields": "process.binary", "action": "INCLUDE"}])
+    assert not include.unchanged(LineDecoder().decode(b'{"process_exec":{"process":{"binary":"x"}}}'))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -161,7 +162,7 @@ def one_decode_run_stage(stage: Stage, decoded: Decoded) -> tuple[str | None, di
         event, redacted = stage.redact(event, etype)
     if stage.export is not None and not stage.export(event, etype):
         return "filtered", None, False
-    if (reason := run_keyed(stage, event, etype, ())) is not None:
+    if (reason := run_keyed(stage, decoded, event, ())) is not None:
         return reason, None, False
     if stage.fields is not None:
         try:
@@ -217,3 +218,73 @@ def test_run_stage_judges_redacted_arguments_as_redacted(allow: list, deny: list
     assert new is not None and old is not None
     for event in events:
         assert run_stage(new, decode(event)) == one_decode_run_stage(old, decode(event)), event
+
+
+KEY_PATHS = ["categories", "event_type", "node_name", "time", "cluster_name", "function_name", "policy_name", "path",
+             "process.binary", "process.arguments", "process.pod.namespace", "process.pod.name", "process.pod",
+             "process", "args", "args[0].string_arg", "args[1]", "process.binary_properties",
+             "process.binary_properties.setuid", "parent.binary", "process.pid", "process.cap.effective",
+             "args[0].string_arg.count", "process.binary.upper", "node_name.strip"]  # a string has no fields
+
+
+def reference_key(paths: list, event: dict, etype: str, categories: tuple) -> tuple:
+    """The key by the contract of tetrapipe.transforms.event_keys, walked by hand over plain dicts."""
+    top_level = {"node_name", "cluster_name", "time", "node_labels", "aggregation_info"}
+
+    def freeze(v: Any) -> Any:
+        if type(v) is dict:
+            return ("__obj__", tuple(sorted((k, freeze(x)) for k, x in v.items())))
+        return tuple(freeze(x) for x in v) if type(v) is list else v
+
+    out: list[Any] = []
+    for path in paths:
+        if path in ("categories", "event_type"):
+            out.append(tuple(categories) if path == "categories" else etype)
+            continue
+        steps: list[Any] = [int(s) if s.isdigit() else s for s in path.replace("[", ".").replace("]", "").split(".")]
+        cur: Any = event if steps[0] in top_level else event.get(etype)
+        for step in steps:
+            if isinstance(step, int):
+                cur = cur[step] if isinstance(cur, list) and step < len(cur) else None
+            else:
+                cur = cur.get(step) if isinstance(cur, dict) else None
+        out.append(freeze(cur))
+    return tuple(out)
+
+
+def keys_equal_the_generic_decode(paths: list, event: dict, wide: bool) -> None:
+    from tetrapipe.transforms.event_keys import KeyFields
+    from tetrapipe.transforms.redact_view import RedactionLeanEvent
+
+    keys = KeyFields(paths)
+    decoder = LineDecoder()
+    decoder.use_view(RedactionLeanEvent if wide else None)
+    decoded = decoder.decode(json.dumps(event).encode())
+    assert decoded is not None
+    got = keys.values_of(decoded, None, ("egress",))
+    root = decode(event).generic_root()
+    assert got == keys.values(root, decoded.etype, ("egress",)), (paths, event)
+    assert got == reference_key(paths, root, decoded.etype, ("egress",)), (paths, event)
+    if keys.lean and type(decoded.view) is not dict:
+        assert decoded._generic is None  # read from the view: no generic decode
+
+
+@settings(max_examples=400)
+@given(st.lists(st.sampled_from(KEY_PATHS), min_size=2, max_size=4), EVENTS, st.booleans())
+def test_keys_from_the_lean_view_equal_the_generic_decode(paths: list, event: dict, wide: bool) -> None:
+    keys_equal_the_generic_decode(paths, event, wide)
+
+
+@pytest.mark.parametrize("path", KEY_PATHS)
+@settings(max_examples=100)
+@given(event=EVENTS, wide=st.booleans())
+def test_each_key_path_from_the_lean_view_equals_the_generic_decode(path: str, event: dict, wide: bool) -> None:
+    keys_equal_the_generic_decode([path], event, wide)
+
+
+def test_the_default_rate_limit_keys_read_the_lean_view() -> None:
+    from tetrapipe.transforms.event_keys import KeyFields
+
+    assert KeyFields(["categories", "node_name", "process.binary"]).lean
+    assert KeyFields(["process.pod.container.id", "function_name"]).lean is False  # not in the lean view
+    assert KeyFields(["node_name", "process.pod"]).lean is False  # an object: a struct on the lean view

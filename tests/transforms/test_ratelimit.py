@@ -69,6 +69,7 @@ def test_key_limit_evicts_least_recent_and_keeps_its_count() -> None:
     rl(ev("/b"), "process_exec")
     rl(ev("/c"), "process_exec")  # evicts /a
     assert rl.evictions == 1
+    assert rl.take_evictions() == 1 and rl.take_evictions() == 0  # each eviction taken once
     [early] = rl.drain()  # early, not lost, and says why
     assert early["key"] == {"process.binary": "/a"} and early["evicted"] is True and early["dropped"] == 1
     clock.now += 100
@@ -125,6 +126,9 @@ def test_dedup_lru_bound_and_list_keys() -> None:
                            "first_seen": 1000.0, "last_seen": 1000.0, "evicted": True}]
     assert dd(kp[0], "process_kprobe")  # forgotten: passes again
     assert len(dd._open) == 2
+    assert dd.evictions == 2 and dd.take_evictions() == 2 and dd.take_evictions() == 0
+    assert not dd(kp[2], "process_kprobe")  # a repeat within its window: no eviction
+    assert dd.take_evictions() == 0
 
 
 @pytest.mark.parametrize("make, where", [

@@ -100,6 +100,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                         category_bound_outputs=category_bound,
                         peers=peers.resolver if peers is not None else None)
     processor.stage = loaded.filters.top  # filters, redaction: tetrapipe.pipeline.filtering
+    processor.decoder.use_view(loaded.filters.view)  # with what redaction reads, when a stage redacts
     reloader.on_filters = _sink_filters(pipeline, built.sinks)
     reloader.on_filters(loaded.filters)
     if args.workers != 1:  # N processes (tetrapipe.cli.workers); a Kafka source: N group members, supervised

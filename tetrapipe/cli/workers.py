@@ -128,7 +128,9 @@ def build_worker(spec: bytes) -> WorkerState:
     config = s["config"]
     processor = Processor(build_tagger(config.library), build_classifier(config.egress, s["pods"], s["services"]),
                           LineDecoder(max_depth=s["max_depth"]))
-    processor.stage = build_filters(config).top
+    filters = build_filters(config)
+    processor.stage = filters.top
+    processor.decoder.use_view(filters.view)  # with what redaction reads, when a stage redacts
     fmt = None if s["format"] in _FAST_FORMATS else \
         build_format(s["format"], only=s["only"], findings=s["findings"], category_groups=s["groups"])
     return processor, fmt, Selection(categories=s["only"], untagged=not s["only"])  # stdout's, as in cmd_run

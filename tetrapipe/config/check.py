@@ -23,7 +23,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import msgspec
 import yaml
 
-from tetrapipe.config.entries import EntryError, decode_dead_letter, decode_sinks, decode_sources
+from tetrapipe.config.entries import EntryError, decode_dead_letter, decode_sink, decode_sources
 from tetrapipe.config.root import (
     Config,
     ConfigFileError,
@@ -33,6 +33,10 @@ from tetrapipe.config.root import (
     build_tagger,
 )
 from tetrapipe.rules.library import SAFE_LOADER
+from tetrapipe.sinks.kafka.config import KafkaSinkConfig
+from tetrapipe.sinks.otlp.config import OtlpSinkConfig
+from tetrapipe.transforms.filter_errors import FilterConfigError
+from tetrapipe.transforms.filter_stage import compile_sink_stage
 
 KeyPath = tuple[str | int, ...]
 Check = Callable[[Config], object]
@@ -82,14 +86,30 @@ def check_config(path: str, more: Sequence[Check] = ()) -> tuple[Config | None, 
 
 
 def _with_entries(config: Config, problems: list[Problem]) -> Config:
-    """`sources:` / `sinks:` / `dead_letter:` decoded over the registries (as load_config does); a bad entry
-    is a problem, and the run's checks go on without the entries."""
+    """`sources:` / `sinks:` / `dead_letter:` decoded over the registries (as load_config does); each bad entry
+    is a problem (every `sinks:` entry is decoded on its own), and the run's checks go on without the entries
+    -- but for the filters of the good `sinks:` entries, checked here under their own key paths."""
     decoded: dict[str, Any] = {}
-    for key, decode in (("sources", decode_sources), ("sinks", decode_sinks), ("dead_letter", decode_dead_letter)):
+    for key, decode in (("sources", decode_sources), ("dead_letter", decode_dead_letter)):
         try:
             decoded[key] = decode(getattr(config, key))
         except EntryError as exc:
             problems.append(Problem(None, str(exc)))
+    sinks: dict[int, Any] = {}
+    for i, raw in enumerate(config.sinks):
+        try:
+            sinks[i] = decode_sink(i, raw)
+        except EntryError as exc:
+            problems.append(Problem(None, str(exc)))
+    if len(sinks) == len(config.sinks):
+        decoded["sinks"] = list(sinks.values())
+    else:  # the run's checks name entries by their index: they cannot take a list with holes
+        for i, entry in sinks.items():
+            if isinstance(entry, OtlpSinkConfig | KafkaSinkConfig):  # the types with per-sink filters
+                try:
+                    compile_sink_stage(f"sinks[{i}]", entry)
+                except FilterConfigError as exc:
+                    problems.append(Problem(None, str(exc)))
     if len(decoded) < 3:
         return msgspec.structs.replace(config, sources=[], sinks=[], dead_letter=None)
     return msgspec.structs.replace(config, **decoded)

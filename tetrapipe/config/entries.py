@@ -54,7 +54,13 @@ def decode_sources(raw: list[Any]) -> list[Any]:
 
 
 def decode_sinks(raw: list[Any]) -> list[Any]:
-    return [_decode(f"sinks[{i}]", entry, SINKS, sink_config, "sink") for i, entry in enumerate(raw)]
+    """The `sinks:` list; the first bad entry raises (`decode_sink` one by one reports each)."""
+    return [decode_sink(i, entry) for i, entry in enumerate(raw)]
+
+
+def decode_sink(index: int, raw: Any) -> Any:
+    """Entry `index` of the `sinks:` list (its errors name `sinks[index]`)."""
+    return _decode(f"sinks[{index}]", raw, SINKS, sink_config, "sink")
 
 
 def decode_dead_letter(raw: Any) -> Any:

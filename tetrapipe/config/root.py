@@ -62,6 +62,7 @@ import yaml
 from tetrapipe.config.entries import EntryError, decode_dead_letter, decode_sinks, decode_sources
 from tetrapipe.config.kafka import KafkaSection
 from tetrapipe.event.decode import DEFAULT_MAX_DEPTH, MAX_DEPTH_LIMIT
+from tetrapipe.event.model import LeanEvent
 from tetrapipe.rules.conditions import RuleError
 from tetrapipe.rules.library import SAFE_LOADER, LibraryConfig, LibraryError, load_library
 from tetrapipe.rules.summary import TemplateError
@@ -79,6 +80,7 @@ from tetrapipe.transforms.filter_stage import (
     compile_sink_stage,
 )
 from tetrapipe.transforms.peers import PeerConfig
+from tetrapipe.transforms.redact_view import view_for
 from tetrapipe.transforms.tag import Tagger
 
 _RESERVED_ZONES = frozenset({"pod", "service", "public", "private", "loopback", "metadata", "link-local",
@@ -229,6 +231,12 @@ class Filters(msgspec.Struct, frozen=True):
 
     top: Stage | None = None  # None: no per-event call at all
     sinks: dict[str, Stage] = {}  # "otlp[0]", "kafka.sink", "sinks[2]" -> its stage (only those with one)
+
+    @property
+    def view(self) -> type[LeanEvent] | None:
+        """The model to decode events into (`LineDecoder.use_view`): with what redaction reads when a stage
+        redacts (tetrapipe.transforms.redact_view), else None (the plain lean view)."""
+        return view_for([self.top, *self.sinks.values()])
 
 
 def build_filters(config: Config) -> Filters:

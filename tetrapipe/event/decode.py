@@ -272,6 +272,7 @@ class LineDecoder:
             raise ValueError(f"max_depth must be at least 1, not {max_depth}")
         self.max_event_bytes = max_event_bytes
         self.max_depth = max_depth
+        self._lean = _lean  # the view's decoder (`use_view`)
         self._partial: dict[bytes, PartialGroup] = {}
         self._held: PartialGroup | None = None  # the group the last buffered P line joined
         self._cri_line = False  # the line being decoded turned out to be a CRI line
@@ -280,6 +281,10 @@ class LineDecoder:
         # The last event joined from partial lines, with its group: a caller whose later step
         # fails on that event rejects the whole group (see tetrapipe.pipeline.processor).
         self.last_joined: tuple[Decoded, PartialGroup] | None = None
+
+    def use_view(self, model: type[LeanEvent] | None) -> None:
+        """Decode events into `model` (a `LeanEvent` subclass with more fields) from now on; None: `LeanEvent`."""
+        self._lean = _lean if model is None else msgspec.json.Decoder(model)
 
     @property
     def pending(self) -> bool:
@@ -358,7 +363,7 @@ class LineDecoder:
         if len(text) - len(text.replace(b"{", b"").replace(b"[", b"")) > self.max_depth:
             self._check_depth_exactly(text)
         try:
-            root: Any = _lean.decode(text)
+            root: Any = self._lean.decode(text)
         except msgspec.ValidationError:
             root = None  # valid JSON that does not fit the typed model
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:

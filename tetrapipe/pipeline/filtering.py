@@ -22,9 +22,12 @@ in its batch, so its position is committed with the batch like any other.
 
 Cost: nothing runs for a scope without a stage (the processor and delivery test for None once per
 batch / per sink and group).  Allow/deny lines whose fields the lean view carries read it
-(`ExportFilter.decide`); redaction first asks `Redactor.unchanged` (the strings it reads, decoded
-narrowly from the raw bytes); only a step that needs plain dicts (another filter line, a redaction
-that may change the event, dedup, rate limit, field filters) decodes the event generically, once;
+(`ExportFilter.decide`); redaction first asks `Redactor.unchanged_decoded` (the strings it reads: from
+the view when the config redacts, tetrapipe.transforms.redact_view); dedup and rate-limit keys whose
+paths the lean view carries read it (`KeyFields.values_of`); an EXCLUDE field filter first asks
+`FieldFilters.unchanged` (a narrow decode of its paths); only a step that needs plain dicts
+(another filter line, a redaction that may change the event, other keys, field filters) decodes the
+event generically, once;
 a per-sink redaction or field filter re-encodes, re-decodes,
 re-tags and re-renders each event it changes, for that sink alone — the other sinks keep the shared
 rendering.
@@ -68,7 +71,7 @@ def run_stage(stage: Stage, decoded: Decoded, categories: Sequence[str] = (), *,
             if export.denies(decoded):
                 return "filtered", None, False
             deny_done = True
-    if redact is not None and not redact.unchanged(decoded.raw, etype):
+    if redact is not None and not redact.unchanged_decoded(decoded):
         root = event = decoded.generic_root()
         event, redacted = redact(event, etype)
     if export is not None and not (allow_done and deny_done):
@@ -76,24 +79,25 @@ def run_stage(stage: Stage, decoded: Decoded, categories: Sequence[str] = (), *,
         judged = event if redacted else None
         if not allow_done and not export.allows(decoded, judged) or export.denies(decoded, judged):
             return "filtered", None, False
-    if keyed and stage.keyed or stage.fields is not None:
+    if keyed and stage.keyed and (reason := run_keyed(stage, decoded, event, categories)) is not None:
+        return reason, None, False
+    if stage.fields is not None and (event is not None or not stage.fields.unchanged(decoded)):
         if event is None:
             root = event = decoded.generic_root()
-        if keyed and (reason := run_keyed(stage, event, etype, categories)) is not None:
-            return reason, None, False
-        if stage.fields is not None:
-            try:
-                event = stage.fields(event, etype)
-            except FieldFilterError:
-                return "field_filter", None, False
+        try:
+            event = stage.fields(event, etype)
+        except FieldFilterError:
+            return "field_filter", None, False
     return None, (None if event is root else event), redacted
 
 
-def run_keyed(stage: Stage, event: dict[str, Any], etype: str, categories: Sequence[str]) -> str | None:
-    """Dedup, then the rate limit: the drop reason, or None to pass."""
-    if stage.dedup is not None and not stage.dedup(event, etype, categories):
+def run_keyed(stage: Stage, decoded: Decoded, event: dict[str, Any] | None, categories: Sequence[str]
+              ) -> str | None:
+    """Dedup, then the rate limit: the drop reason, or None to pass.  Keys are read from `event` (plain
+    dicts: redacted) when given, else from the lean view when their paths allow (else the generic decode)."""
+    if stage.dedup is not None and not stage.dedup.check(decoded, event, categories):
         return "deduplicated"
-    if stage.rate is not None and not stage.rate(event, etype, categories):
+    if stage.rate is not None and not stage.rate.check(decoded, event, categories):
         return "rate_limited"
     return None
 

@@ -147,7 +147,7 @@ class Processor:
                         resolve(decoded, body, egress)
                 tags = tag(decoded)
                 if stage is not None and stage.keyed and (reason := run_keyed(
-                        stage, decoded.generic_root(), decoded.etype, tags.categories)) is not None:
+                        stage, decoded, None, tags.categories)) is not None:
                     self.dropped[reason] += 1  # top-level dedup/rate limit: keyed by categories too
                     continue
                 if tags.categories or decoded.egress is not None or decoded.has_tetrapipe_key:

@@ -72,6 +72,8 @@ class Stats:
         # scope ("*": the top-level filters, every sink; else a sink name) → reason → events its filters dropped
         # (tetrapipe.pipeline.filtering: filtered, deduplicated, rate_limited, field_filter, internal_error)
         self.filtered_out: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        # scope (as above) → "rate_limit" / "dedup" → keys evicted at max_keys (tetrapipe.pipeline.summaries)
+        self.evicted_keys: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self.sink_errors: Counter[str] = Counter()
         self.sink_retries: Counter[str] = Counter()
         self.committed_batches = 0
@@ -144,5 +146,7 @@ class Stats:
                 "not_selected": dict(self.filtered), "sink_retries": dict(self.sink_retries),
                 **({"filtered_out": {scope: dict(n) for scope, n in self.filtered_out.items() if n}}
                    if any(self.filtered_out.values()) else {}),
+                **({"evicted_keys": {scope: dict(n) for scope, n in self.evicted_keys.items() if n}}
+                   if any(self.evicted_keys.values()) else {}),
                 **({"unknown_event_types": unknown} if (unknown := self.unknown_event_types()) else {}),
                 **({"undelivered": self.in_flight_events} if self.in_flight_events else {})}

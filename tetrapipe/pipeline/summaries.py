@@ -25,6 +25,11 @@ What they are (one event per record, rendered like any other — tagged, every f
 Both carry `node_name` (from the key when it has one) and `time` (when the record was made).
 `scope` is the sink's name, or `*` for the top level.  A reload replaces the stages: at the next
 look (within `period`), a replaced stage reports everything it still holds, as at shutdown.
+
+Evictions: at each look, the keys each rate limit and dedup evicted (its `max_keys` reached) since
+the last look are added to `Stats.evicted_keys[scope][step]` (step `rate_limit` or `dedup`): the run
+summary's `evicted_keys` and the metric `tetrapipe_filter_keys_evicted_total{sink,step}` (at most
+`period` behind; complete in the summary, which is made after the final flush).
 """
 
 from __future__ import annotations
@@ -110,10 +115,18 @@ class Summaries:
         every = [sink.name for sink in self.delivery.sinks]
         for scope, stage, replaced in self._stages():
             events = summary_events(stage, scope, final=final or replaced, wall=self.wall)
+            self._count_evictions(scope, stage)
             rendered = [env for event in events if (env := self._render(event)) is not None]
             for name in every if scope == ALL_SINKS else [scope]:
                 out.setdefault(name, []).extend(rendered)
         return out
+
+    def _count_evictions(self, scope: str, stage: Stage) -> None:
+        """The keys the stage's rate limit / dedup evicted since the last look, into the run's stats."""
+        evicted = self.delivery.stats.evicted_keys
+        for name, step in (("rate_limit", stage.rate), ("dedup", stage.dedup)):
+            if step is not None and (n := step.take_evictions()):
+                evicted[scope][name] += n
 
     def _render(self, event: dict[str, Any]) -> Envelope | None:
         raw = msgspec.json.encode(event)  # what a dead letter would show (e.g. one too large for Kafka)

@@ -114,6 +114,10 @@ class PipelineCollector(Collector):
         yield _counter("tetrapipe_events_filtered_out", "Events dropped by filters, dedup or rate limits, by sink "
                        "(\"*\": the top-level filters, every sink) and reason", ["sink", "reason"],
                        {(scope, reason): n for scope, c in stats.filtered_out.items() for reason, n in c.items()})
+        yield _counter("tetrapipe_filter_keys_evicted", "Keys a rate limit or dedup evicted at its max_keys (least "
+                       "recently seen first), by sink (\"*\": the top level) and step (rate_limit, dedup)",
+                       ["sink", "step"],
+                       {(scope, step): n for scope, c in stats.evicted_keys.items() for step, n in c.items()})
         yield _counter("tetrapipe_records_dead_lettered", "Records written to the dead-letter output, by reason",
                        ["reason"], dict(stats.dead_lettered_by_reason))
         yield _counter("tetrapipe_sink_errors", "Failed sink writes", ["sink"], dict(stats.sink_errors))

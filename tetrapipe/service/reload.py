@@ -107,6 +107,7 @@ class Reloader:
         self.processor.tagger = loaded.tagger  # between batches: the loop runs `process` to completion
         self.processor.classifier = loaded.classifier
         self.processor.stage = loaded.filters.top  # a new stage: rate-limit/dedup state starts afresh
+        self.processor.decoder.use_view(loaded.filters.view)  # what redaction reads, when a stage redacts
         if self.on_filters is not None:
             self.on_filters(loaded.filters)  # the per-sink stages (delivery), between the same two batches
         self.current = loaded

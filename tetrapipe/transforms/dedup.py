@@ -16,7 +16,8 @@ Contract: ``Dedup(window=, keys=(...), max_keys=100_000, clock=time.monotonic)``
   Windows without repeats close silently.
 * Memory: at most ``max_keys`` open windows (least recently seen evicted; an evicted window with
   repeats yields its record early, at the next ``drain()``, with ``"evicted": true``).
-  Counters: ``passed``, ``suppressed``, ``evictions``.  ``flush()`` closes every window (at shutdown).
+  Counters: ``passed``, ``suppressed``, ``evictions`` (``take_evictions()``: those since its last
+  call).  ``flush()`` closes every window (at shutdown).
 """
 
 from __future__ import annotations
@@ -52,10 +53,18 @@ class Dedup:
         self._due: deque[tuple[float, tuple[Any, ...], _Window]] = deque()
         self._ready: list[dict[str, Any]] = []
         self.passed = self.suppressed = self.evictions = 0
+        self._evictions_taken = 0
 
     def __call__(self, event: dict[str, Any], event_type: str, categories: Sequence[str] = ()) -> bool:
+        return self._admit(self.keys.values(event, event_type, categories))
+
+    def check(self, decoded: Any, event: dict[str, Any] | None, categories: Sequence[str] = ()) -> bool:
+        """``__call__`` for a ``Decoded`` event: its key read from ``event`` (plain dicts) when given, else
+        from the lean view when the key's paths allow (``KeyFields.values_of``: no generic decode)."""
+        return self._admit(self.keys.values_of(decoded, event, categories))
+
+    def _admit(self, key: tuple[Any, ...]) -> bool:
         now = self.clock()
-        key = self.keys.values(event, event_type, categories)
         win = self._open.get(key)
         if win is not None and now < win.start + self.window:
             self._open.move_to_end(key)
@@ -73,6 +82,11 @@ class Dedup:
             self._emit(old_key, old, self._ready, evicted=True)
         self.passed += 1
         return True
+
+    def take_evictions(self) -> int:
+        """Keys evicted since the last call (the run's stats add them up: tetrapipe.pipeline.summaries)."""
+        taken, self._evictions_taken = self.evictions - self._evictions_taken, self.evictions
+        return taken
 
     def _emit(self, key: tuple[Any, ...], win: _Window, out: list[dict[str, Any]], evicted: bool = False) -> None:
         if win.repeats:

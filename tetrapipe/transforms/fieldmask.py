@@ -134,7 +134,10 @@ def exclude(plan: Plan, obj: dict[str, Any]) -> dict[str, Any]:
     if not plan.fields:
         return obj
     out: dict[str, Any] | None = None
-    for key, value in obj.items():
+    # A plan keyed by JSON names is walked, not the object: a few paths against an object of many keys.
+    # (Which keys are dropped or replaced does not depend on the walk's order; `out` keeps obj's order.)
+    pairs = obj.items() if plan.by_name else ((k, obj[k]) for k in plan.fields if k in obj)
+    for key, value in pairs:
         sub = plan.get(key, _DROP)
         if sub is _DROP:
             continue

@@ -40,8 +40,6 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from tetrapipe.event.model import LeanEvent
-
 from . import tetragon_schema as schema
 from .filter_checks import BUILDERS, COST, Check
 from .filter_errors import FilterConfigError
@@ -162,7 +160,7 @@ _EMPTY: dict[str, Any] = {}
 
 def _matches(lines: tuple[Line, ...], items: tuple[tuple[Check, ...], ...], decoded: Any,
              event: dict[str, Any] | None) -> bool:
-    if event is None and type(decoded.view) is LeanEvent:
+    if event is None and type(decoded.view) is not dict:  # a LeanEvent (or a subclass, see Filters.view)
         return _any_line(lines, decoded)
     if event is None:  # plain dicts: the view is the generic decode
         event = decoded.generic_root()

@@ -24,6 +24,10 @@ value whose shape does not fit its path (a string where the schema has an object
 for INCLUDE and EXCLUDE, never shipped unfiltered; an event whose event object is not a JSON object
 raises :class:`FieldFilterError` (the caller dead-letters it).  Tetragon instead logs and ships the
 event unfiltered.  The input event is not mutated; the result shares unchanged subtrees with it.
+
+``FieldFilters.unchanged(decoded)``: True only when the call would return the event itself -- decided
+on a narrow decode of the raw bytes for EXCLUDE items (:mod:`.field_presence`), so an event an
+EXCLUDE filter does not touch needs no generic decode.  Proven by a differential property test.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import tetragon_schema as schema
+from .field_presence import PresenceCheck
 from .fieldmask import Plan, compile_plan, exclude, include
 from .filter_checks import enum_number
 from .filter_errors import FieldFilterError, FilterConfigError
@@ -42,7 +47,7 @@ _KEYS = {"event_set": "event_set", "eventSet": "event_set", "fields": "fields", 
 
 
 class _Item:
-    __slots__ = ("types", "invert", "exclude", "plans", "generic", "paths")
+    __slots__ = ("types", "invert", "exclude", "plans", "generic", "paths", "presence")
 
     def __init__(self, item: Any, path: str) -> None:
         if not isinstance(item, dict):
@@ -77,6 +82,9 @@ class _Item:
                 raise FilterConfigError(f"{path}.fields", f"{p!r}: {problems[0][0]}")
         # event types outside the schema (newer Tetragon): the paths are applied by field name alone
         self.generic = compile_plan(None, self.paths)[0]
+        # EXCLUDE: "does the event have any of the paths?" on a narrow decode (FieldFilters.unchanged)
+        self.presence = {etype: PresenceCheck(plan, etype) for etype, plan in self.plans.items()} \
+            if self.exclude else {}
 
     def applies(self, etype: str) -> bool:
         return not self.types and not self.invert or (etype in self.types) != self.invert
@@ -111,6 +119,20 @@ class FieldFilters:
 
     def paths(self, index: int) -> list[str]:
         return list(self._items[index].paths)
+
+    def unchanged(self, decoded: Any) -> bool:
+        """True only if ``self(decoded.generic_root(), decoded.etype)`` returns the event itself (and does
+        not raise): every item that applies is an EXCLUDE whose paths the event lacks (:mod:`.field_presence`)."""
+        if type(decoded.view) is dict and type(decoded.vbody) is not dict:
+            return False  # no event object: the full path raises FieldFilterError (a lean view has one)
+        etype = decoded.etype
+        for item in self._items:
+            if not item.applies(etype):
+                continue
+            check = item.presence.get(etype)
+            if check is None or not check.untouched(decoded.raw):
+                return False
+        return True
 
     def __call__(self, event: dict[str, Any], event_type: str) -> dict[str, Any]:
         original = event.get(event_type)

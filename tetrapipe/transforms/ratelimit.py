@@ -17,7 +17,7 @@ interval=60.0, max_keys=100_000, clock=time.monotonic)``.
   protojson's uint64 string), the record itself under ``tetrapipe_rate_limit``.
 * At most ``max_keys`` keys are tracked (least recently seen evicted; a key evicted with drops
   pending has its summary emitted early by the next ``drain()``, with ``"evicted": true``).
-  Counters: ``passed``, ``dropped``, ``evictions``.
+  Counters: ``passed``, ``dropped``, ``evictions`` (``take_evictions()``: those since its last call).
 * ``flush()`` returns the summaries of every open interval (at shutdown).
 
 Nothing here reads the wall clock except through ``clock``: tests pass a manual clock.
@@ -57,10 +57,18 @@ class RateLimiter:
         self._due: deque[tuple[float, tuple[Any, ...], _Bucket]] = deque()  # intervals in order of their end
         self._ready: list[dict[str, Any]] = []  # summaries of evicted keys
         self.passed = self.dropped = self.evictions = 0
+        self._evictions_taken = 0
 
     def __call__(self, event: dict[str, Any], event_type: str, categories: Sequence[str] = ()) -> bool:
+        return self._admit(self.keys.values(event, event_type, categories))
+
+    def check(self, decoded: Any, event: dict[str, Any] | None, categories: Sequence[str] = ()) -> bool:
+        """``__call__`` for a ``Decoded`` event: its key read from ``event`` (plain dicts) when given, else
+        from the lean view when the key's paths allow (``KeyFields.values_of``: no generic decode)."""
+        return self._admit(self.keys.values_of(decoded, event, categories))
+
+    def _admit(self, key: tuple[Any, ...]) -> bool:
         now = self.clock()
-        key = self.keys.values(event, event_type, categories)
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = _Bucket(self.burst, now)
@@ -81,6 +89,11 @@ class RateLimiter:
         bucket.dropped += 1
         bucket.last_drop = now
         return False
+
+    def take_evictions(self) -> int:
+        """Keys evicted since the last call (the run's stats add them up: tetrapipe.pipeline.summaries)."""
+        taken, self._evictions_taken = self.evictions - self._evictions_taken, self.evictions
+        return taken
 
     def _evict(self) -> None:
         key, bucket = self._buckets.popitem(last=False)

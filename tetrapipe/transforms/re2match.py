@@ -62,7 +62,7 @@ def compile_re2(pattern: object, path: str, *, capture: bool = False) -> _re2.RE
 class AnyRegex:
     """``str -> bool``: whether any of the patterns matches somewhere in the string."""
 
-    __slots__ = ("_regexes", "_memo", "patterns")
+    __slots__ = ("_regexes", "_memo", "patterns", "memo")
 
     def __init__(self, patterns: Sequence[object], path: str) -> None:
         compiled = [compile_re2(p, f"{path}[{i}]") for i, p in enumerate(patterns)]
@@ -73,6 +73,7 @@ class AnyRegex:
             compiled = [compile_re2("|".join(f"(?:{p})" for p in self.patterns), path)]
         self._regexes = compiled
         self._memo: dict[str, bool] = {}
+        self.memo = self._memo  # read-only for callers that inline the lookup (a hit: no call at all)
 
     def __call__(self, s: str) -> bool:
         hit = self._memo.get(s)

@@ -27,7 +27,11 @@ unchanged (``redacted`` False) -- then the caller need not decode the whole even
 raw JSON only the strings redaction reads (arguments, environment, string args) into a narrow
 ``msgspec`` struct and runs the same any-pattern search on each exact string as ``__call__`` does
 first; an event whose shape that struct cannot take (a process that is not an object, ...) answers
-False (the caller takes the full path).  Proven by a differential property test.
+False (the caller takes the full path).  ``Redactor.unchanged_lean(vbody, event_type)``: the same
+answer read from a ``RedactionLeanEvent`` view's body (:mod:`.redact_view`: decoded with the event,
+no second decode); ``unchanged_decoded(decoded)`` picks whichever the event's view allows.  When
+every filter has a ``binary_regex``, a process whose binary matches none of them is not searched
+(no filter applies to it).  Both proven by differential property tests.
 
 The input event is not mutated.  Per string, results are memoised (bounded), so a repeated argument
 line costs a dict lookup; a line no pattern matches costs one RE2 search the first time.
@@ -42,6 +46,7 @@ import msgspec
 
 from .filter_errors import FilterConfigError
 from .re2match import MEMO_MAX_LEN, MEMO_SIZE, AnyRegex, compile_re2, redact_bytes
+from .redact_view import RedactionLeanEvent
 
 _PROC = frozenset({"process_exec", "process_exit", "process_kprobe", "process_tracepoint", "process_uprobe",
                    "process_usdt", "process_lsm", "process_loader"})
@@ -55,6 +60,7 @@ class _Env(msgspec.Struct, gc=False):
 
 
 class _ProcessStrings(msgspec.Struct, gc=False):
+    binary: Any = None
     arguments: Any = None
     environment_variables: list[_Env] | None = None  # an entry that is not an object: the full path decides
 
@@ -99,7 +105,7 @@ class _Filter:
 class Redactor:
     """Compiled redaction filters; call with (event, event_type) -> (event, redacted)."""
 
-    __slots__ = ("_filters", "_replacement", "_string_args", "_any", "_memo", "is_noop")
+    __slots__ = ("_filters", "_replacement", "_string_args", "_any", "_binaries", "_memo", "is_noop")
 
     def __init__(self, items: Sequence[Any], *, replacement: str = "*****", string_args: bool = False,
                  path: str = "redaction_filters") -> None:
@@ -111,6 +117,10 @@ class Redactor:
         every = [p for i, item in enumerate(items) for p in (item.get("redact") or [])]
         # Cheap pre-check: a string no pattern matches anywhere needs no group-wise work.
         self._any = AnyRegex(every, path) if every else None
+        # When every filter names binaries, a process whose binary matches none of them is left alone.
+        binaries = [b for f, item in zip(self._filters, items, strict=True) if f.binary is not None
+                    for b in (item.get("binary_regex", item.get("binaryRegex")))]
+        self._binaries = AnyRegex(binaries, path) if all(f.binary is not None for f in self._filters) else None
         self._memo: dict[tuple[str, str], object] = {}
         self.is_noop = self._any is None
 
@@ -141,6 +151,33 @@ class Redactor:
             return event, False
         return {**event, event_type: new_body}, True
 
+    def unchanged_decoded(self, decoded: Any) -> bool:
+        """``unchanged`` for a ``Decoded`` event: read from its view when that is a ``RedactionLeanEvent``."""
+        if type(decoded.view) is not RedactionLeanEvent:
+            return self.unchanged(decoded.raw, decoded.etype)
+        body = decoded.vbody
+        any_match = self._any
+        if any_match is None or body is None or decoded.etype not in _PROC:
+            return True
+        if self._binaries is not None or self._string_args or body.ancestors:
+            return self._body_unchanged(body, decoded.etype)
+        # The common case, unrolled (it runs for every event shipped): the arguments of the process and
+        # its parent, through the matcher's memo; environment variables take the general path.
+        memo = any_match.memo
+        for p in (body.process, body.parent):
+            if p is None:
+                continue
+            if p.environment_variables:
+                return self._body_unchanged(body, decoded.etype)
+            args = p.arguments
+            if type(args) is str and args:
+                hit = memo.get(args)
+                if hit is None:
+                    hit = any_match(args)
+                if hit:
+                    return False
+        return True
+
     def unchanged(self, raw: bytes, event_type: str) -> bool:
         """True only if ``self(generic decode of raw, event_type)`` returns the event unchanged."""
         if self._any is None or event_type not in _PROC:
@@ -149,24 +186,61 @@ class Redactor:
             body = getattr(_DECODERS[event_type].decode(raw), event_type)
         except (msgspec.ValidationError, msgspec.DecodeError):
             return False  # a shape the narrow struct cannot take: let the full path decide
-        if body is None:
+        return body is None or self._body_unchanged(body, event_type)
+
+    def unchanged_lean(self, body: Any, event_type: str) -> bool:
+        """``unchanged`` from the body of a ``RedactionLeanEvent`` view (its leaves as decoded, any JSON type)."""
+        if self._any is None or event_type not in _PROC or body is None:
             return True
-        procs = [body.process, body.parent, *(body.ancestors or ())]
-        if not all(p is None or self._process_unchanged(p) for p in procs):
+        return self._body_unchanged(body, event_type)
+
+    def _body_unchanged(self, body: Any, event_type: str) -> bool:
+        """No string of the body's processes (and string args) that a filter applies to is matched."""
+        process_unchanged = self._process_unchanged  # unrolled: this runs for every event shipped
+        p = body.process
+        if p is not None and not process_unchanged(p):
             return False
+        p = body.parent
+        if p is not None and not process_unchanged(p):
+            return False
+        for p in body.ancestors or ():
+            if not process_unchanged(p):
+                return False
+        any_match = self._any
+        assert any_match is not None
         if self._string_args and event_type in _ARGS and type(body.args) is list:
-            return not any(type(a) is dict and type(s := a.get("string_arg")) is str and self._any(s)
+            if not self._applies(body.process.binary if body.process is not None else None):
+                return True
+            return not any(type(a) is dict and type(s := a.get("string_arg")) is str and any_match(s)
                            for a in body.args)
         return True
 
-    def _process_unchanged(self, p: _ProcessStrings) -> bool:
+    def _applies(self, binary: Any) -> bool:
+        """Whether some filter may apply to a process with this binary (read as ``_process`` reads it)."""
+        return self._binaries is None or self._binaries(binary if type(binary) is str else "")
+
+    def _process_unchanged(self, p: Any) -> bool:
         """What ``_process`` checks first, string by string: no pattern matches anywhere in it."""
         any_match = self._any
         assert any_match is not None
+        if self._binaries is not None and not self._applies(p.binary):
+            return True
         args = p.arguments
         if type(args) is str and args and any_match(args):
             return False
-        return not any(any_match(f"{env.Key}={env.Value}") for env in p.environment_variables or ())
+        envs = p.environment_variables  # a list of _Env (narrow decode) or of anything (the lean view)
+        if not envs or type(envs) is not list:
+            return True
+        for e in envs:
+            if type(e) is _Env:
+                text = f"{e.Key}={e.Value}"
+            elif type(e) is dict:
+                text = f"{e.get('Key', '')}={e.get('Value', '')}"
+            else:
+                continue  # `_process` leaves such an entry as it is
+            if any_match(text):
+                return False
+        return True
 
     def _process(self, p: dict[str, Any]) -> dict[str, Any]:
         binary = p.get("binary", "")
