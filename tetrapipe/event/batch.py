@@ -28,7 +28,7 @@ from __future__ import annotations
 from itertools import filterfalse, repeat
 from operator import sub
 
-from tetrapipe.event.decode import _RARER_TYPES, Decoded, LineDecoder, _lean, decoded_of
+from tetrapipe.event.decode import _RARER_TYPES, Decoded, LineDecoder, decoded_of
 
 _replace = bytes.replace
 
@@ -47,7 +47,7 @@ def decode_batch(decoder: LineDecoder, lines: list[bytes]) -> list[Decoded | Non
         unopened = map(_replace, map(_replace, lines, repeat(b"{"), repeat(b"")), repeat(b"["), repeat(b""))
         if max(map(sub, map(len, lines), map(len, unopened))) > decoder.max_depth:
             return None
-        roots = list(map(_lean.decode, lines))
+        roots = list(map(decoder.view_decoder.decode, lines))  # the view in use (LineDecoder.use_view)
         for text in filterfalse(bytes.isascii, lines):  # the lean model does not validate what it skips
             text.decode("utf-8")
     except Exception:  # noqa: BLE001 - whatever it is (not bytes, bad JSON, …), line by line says it exactly

@@ -287,6 +287,11 @@ class LineDecoder:
         self._lean = _lean if model is None else msgspec.json.Decoder(model)
 
     @property
+    def view_decoder(self) -> msgspec.json.Decoder[Any]:
+        """The decoder of the lean view in use (`use_view`): a batch decode must use this one too."""
+        return self._lean
+
+    @property
     def pending(self) -> bool:
         """True while CRI partial lines wait for their final line."""
         return bool(self._partial)
