@@ -261,6 +261,31 @@ def test_sighup_reload_reaches_every_worker(tmp_path: Path) -> None:
     assert "everything" in zones[100:] and "public" not in zones[100:]
 
 
+def test_a_top_level_rate_limit_is_refused_at_start_and_on_reload(tmp_path: Path) -> None:
+    """Its token buckets are per process: N workers would let N times the rate through (and send no
+    rate_limit_info), so it is refused at start (exit 2) and a reload that adds one is rejected."""
+    limited = tmp_path / "limited.yaml"
+    limited.write_text("rate_limit: {rate: 1, burst: 5, keys: [node_name]}\n")
+    done = subprocess.run(tetrapipe("--workers", "2", "--config", str(limited)), input=b"", capture_output=True,
+                          env=environment(), cwd=ROOT, timeout=60, check=False)
+    assert done.returncode == 2 and b"top-level rate_limit or dedup" in done.stderr, done.stderr[-1000:]
+    config = tmp_path / "tetrapipe.yaml"
+    config.write_text("egress: {}\n")
+    followed = tmp_path / "followed.log"
+    followed.write_bytes(b"")
+    events = list(synth.generate(200, seed=9))
+    with follow(tmp_path, ["--workers", "2", "--config", str(config)]) as run:
+        until(lambda: len(run.worker_pids()) == 2, "the workers")
+        config.write_text("dedup: {window: 60, keys: [node_name]}\n")
+        run.proc.send_signal(signal.SIGHUP)
+        until(lambda: any("top-level rate_limit or dedup" in r["message"] for r in run.records()), "the rejection")
+        with followed.open("ab") as out:
+            out.write(b"\n".join(events) + b"\n")
+        until(lambda: len(run.output_lines()) == len(events), "every event (the running configuration)")
+        run.proc.send_signal(signal.SIGTERM)
+        assert run.proc.wait(60) == 0
+
+
 def test_sigterm_on_stdin_delivers_every_line_read_in_order(tmp_path: Path) -> None:
     """A stop while chunks are with the workers: what was read is finished and written (stdin is not read again)."""
     events = list(synth.generate(15000, seed=6))

@@ -69,6 +69,7 @@ def attach_workers(args: argparse.Namespace, pipeline: Pipeline, reloader: Reloa
     if local.peers is not None:
         raise ConfigFileError(f"--workers {args.workers} with peer naming (peers:, --peers-kubernetes, "
                               "--peers-learn): not supported with several processes; use --workers 1")
+    _refuse_keyed(args.workers, reloader.current)
     stdout = pipeline.sinks[0]
     assert isinstance(stdout, StdoutSink)
     fmt: Format | None = None if args.format in _FAST_FORMATS else stdout.format
@@ -82,6 +83,15 @@ def attach_workers(args: argparse.Namespace, pipeline: Pipeline, reloader: Reloa
     return None
 
 
+def _refuse_keyed(workers: int, loaded: Loaded) -> None:
+    """A top-level rate limit or dedup keeps its state (token buckets, windows) per process: N workers would
+    let N times the rate through and send no `rate_limit_info` records.  Refused at start and on SIGHUP."""
+    top = loaded.filters.top
+    if top is not None and top.keyed:
+        raise ConfigFileError(f"--workers {workers} with a top-level rate_limit or dedup: their state is kept per "
+                              "process, so several workers would each apply it; use --workers 1")
+
+
 def _reload_workers(args: argparse.Namespace, reloader: Reloader, pool: WorkerPool) -> None:
     """Each accepted reload also goes to the workers, from the next chunk read (one boundary for all)."""
     load, apply = reloader._load, reloader.on_filters  # the Reloader's own hooks, wrapped
@@ -89,6 +99,7 @@ def _reload_workers(args: argparse.Namespace, reloader: Reloader, pool: WorkerPo
 
     def remembered() -> Loaded:
         loaded = load()
+        _refuse_keyed(args.workers, loaded)  # the reload is rejected, the running configuration kept
         latest[:] = [loaded]
         return loaded
 
