@@ -113,11 +113,11 @@ class StaticPeers:
         return table.size
 
     def lookup(self, ip: str) -> Peer | None:
+        if not self._table.size:
+            return None
         hit = self._memo.get(ip, False)
         if hit is not False:
             return hit  # type: ignore[return-value]
-        if not self._table.size:
-            return None
         tree = self._table.v6 if ":" in ip else self._table.v4
         try:
             base = tree.get(ip)
