@@ -60,7 +60,7 @@ class LearnedIndex:
     def __init__(self, labels: LabelPicker, *, idle: float = 600.0, conflict: float = 30.0,
                  max_entries: int = 200_000, clock: Callable[[], float] = time.time) -> None:
         self.labels, self.idle, self.conflict, self.max_entries, self.clock = labels, idle, conflict, max_entries, clock
-        self._by_ip: dict[str, _Learned] = {}
+        self.by_ip: dict[str, _Learned] = {}  # read by the resolver (is an address here?); never rebound
         self._bases: dict[tuple[str, str], Peer | None] = {}  # (namespace, name) -> the pod's peer without ip
         self.now = self._bases_since = clock()
         self.learned = 0  # addresses learned or taken over
@@ -68,7 +68,7 @@ class LearnedIndex:
         self.dropped = 0
 
     def __len__(self) -> int:
-        return len(self._by_ip)
+        return len(self.by_ip)
 
     def tick(self) -> float:
         """Refresh the coarse time the hot path stores."""
@@ -83,7 +83,7 @@ class LearnedIndex:
     def seen(self, ip: str, namespace: Any, name: Any, event: Any, pod_of: PodOf) -> None:
         """The pod ``namespace``/``name`` used ``ip`` as its source address; ``pod_of(event)`` gives its
         whole Tetragon ``process.pod``, asked only when the pod's peer is not known yet."""
-        e = self._by_ip.get(ip)
+        e = self.by_ip.get(ip)
         if e is not None and e.name == name and e.namespace == namespace:
             e.last = self.now
             return
@@ -92,7 +92,7 @@ class LearnedIndex:
             self._learn_slow(ip, namespace, name, event, pod_of, e)
 
     def _learn_slow(self, ip: str, namespace: str, name: str, event: Any, pod_of: PodOf, e: _Learned | None) -> None:
-        if e is None and len(self._by_ip) >= self.max_entries:
+        if e is None and len(self.by_ip) >= self.max_entries:
             self.dropped += 1
             return
         key = (namespace, name)
@@ -110,11 +110,11 @@ class LearnedIndex:
         if e is not None and now - e.last <= self.conflict:
             new.rival = now  # both pods are active on this address: do not pick one
             self.conflicts += 1
-        self._by_ip[ip] = new
+        self.by_ip[ip] = new
         self.learned += 1
 
     def lookup(self, ip: str) -> Peer | None:
-        e = self._by_ip.get(ip)
+        e = self.by_ip.get(ip)
         if e is None:
             return None
         if e.rival is not None:
@@ -134,7 +134,7 @@ class LearnedIndex:
             self._bases.clear()
             self._bases_since = now
         limit = now - self.idle
-        stale = [ip for ip, e in self._by_ip.items() if e.last < limit]
+        stale = [ip for ip, e in self.by_ip.items() if e.last < limit]
         for ip in stale:
-            del self._by_ip[ip]
+            del self.by_ip[ip]
         return len(stale)

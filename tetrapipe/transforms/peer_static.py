@@ -96,6 +96,7 @@ class StaticPeers:
         self.path = Path(path) if path is not None else None
         self._table = _Table()
         self._memo: dict[str, Peer | None] = {}
+        self.size = 0  # entries (the resolver skips the call while there are none)
         self.reloads = 0
         if self.path is not None:
             self.reload()
@@ -109,6 +110,7 @@ class StaticPeers:
             return 0
         table = load_table(self.path)
         self._table, self._memo = table, {}  # swap as a whole: a lookup sees the old or the new table
+        self.size = table.size
         self.reloads += 1
         return table.size
 

@@ -144,6 +144,7 @@ class PeerResolver:
         self._hostports, self._backing = self.api.hostports, self.api.backends.by_ip  # never rebound
         self.learned = LearnedIndex(self.labels, idle=config.learn_idle, conflict=config.learn_conflict,
                                     max_entries=config.learn_max, clock=clock) if config.learn else None
+        self._learned_by_ip = self.learned.by_ip if self.learned is not None else None  # never rebound
         self.static = StaticPeers(config.static_file)
         self._canon: dict[str, str | None] = {}
         self.resolved = 0  # destinations looked up (per-source hit counts would cost the hot path a dict update)
@@ -166,12 +167,14 @@ class PeerResolver:
             peer = self.api.lookup(ip, port, stamp)
             if peer is not None:
                 return peer or None  # {} = the API knows the address, not at that time: no fallback
-        learned = self.learned
-        if learned is not None:
-            peer = learned.lookup(ip)
+        # the learned index and the static file are called only when they may answer (calls cost on this path)
+        learned = self._learned_by_ip
+        if learned is not None and ip in learned:
+            peer = self.learned.lookup(ip)  # type: ignore[union-attr]
             if peer is not None:
                 return peer
-        return self.static.lookup(ip)
+        static = self.static
+        return static.lookup(ip) if static.size else None
 
     def _canonical(self, ip: str) -> str | None:
         if len(self._canon) >= _CANON_LIMIT:
