@@ -91,6 +91,31 @@ async def test_kafka_routes_by_the_peer_namespace_with_the_peer_header(kafka_bro
     assert orjson.loads(by_daddr["10.40.1.7"].value)["tetrapipe"]["peer"]["name"] == "db-0"
 
 
+async def test_untagged_connections_inside_the_cluster_are_routed_by_their_peer(
+        kafka_broker: Broker, tmp_path: Path) -> None:
+    prefix = unique_name("inside")
+    cfg = write_config(tmp_path, **kafka_sink(kafka_broker, topic_template=prefix + ".{peer_namespace}.{category}",
+                                              default_topic=prefix + ".other", peer_namespaces=["payments", "shop"]))
+    lines = [  # learning is on by default: the first event teaches that 10.244.3.3 is shop/cart-1
+        orjson.dumps(tetragon_connect("shop", "cart-1", saddr="10.244.3.3", daddr="10.40.1.7", workload="cart")),
+        orjson.dumps(tetragon_connect("shop", "api-2", saddr="10.244.3.4", daddr="10.244.3.3", dport=8080)),
+        orjson.dumps(tetragon_connect("shop", "api-2", saddr="10.244.3.4", daddr="10.244.9.9", dport=8080)),
+    ]
+    await asyncio.to_thread(run, ["--config", str(cfg), "--kafka-bootstrap", kafka_broker.bootstrap], lines, tmp_path)
+    topics = [f"{prefix}.payments.egress", f"{prefix}.shop.untagged", f"{prefix}.other"]
+    records = await read_all(kafka_broker.bootstrap, topics)
+    by_daddr = {orjson.loads(r.value)["tetrapipe"]["egress"]["daddr"]: r for r in records}
+    assert by_daddr["10.40.1.7"].topic == f"{prefix}.payments.egress"  # tagged, as before
+    inside = by_daddr["10.244.3.3"]  # untagged (inside the pod CIDR), its peer learned from the stream
+    assert orjson.loads(inside.value)["tetrapipe"]["categories"] == []
+    assert inside.topic == f"{prefix}.shop.untagged"
+    assert header(inside, "tetrapipe-peer") == b"pod/shop/cart-1"
+    assert header(inside, "tetrapipe-peer-workload") == b"Deployment/cart"
+    assert by_daddr["10.244.9.9"].topic == f"{prefix}.other"  # untagged and nobody knows the address
+    assert header(by_daddr["10.244.9.9"], "tetrapipe-peer") is None
+    assert Counter(r.topic for r in records) == {t: 1 for t in topics}  # every event once
+
+
 async def test_kafka_routes_ocsf_records_by_their_class(kafka_broker: Broker, tmp_path: Path) -> None:
     prefix = unique_name("ocsf")
     cfg = write_config(tmp_path, **kafka_sink(kafka_broker, topic_template=prefix + ".{ocsf_class}", format="ocsf",

@@ -152,7 +152,8 @@ def _peer_table(peer: dict[str, Any], own: str, k8s: str) -> dict[str, Any]:
         elif key == "services":
             out[own + key] = value
         elif obj and key in ("name", "namespace", "node"):
-            out[{"name": f"{k8s}{obj}.name", "namespace": f"{k8s}namespace.name", "node": f"{k8s}node.name"}[key]] = value
+            names = {"name": f"{k8s}{obj}.name", "namespace": f"{k8s}namespace.name", "node": f"{k8s}node.name"}
+            out[names[key]] = value
         elif key == "workload" and workload:
             out[f"{k8s}{workload}.name"] = value
         elif not (key == "workload_kind" and workload):
