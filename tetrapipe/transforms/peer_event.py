@@ -30,7 +30,18 @@ def resolve_decoded(resolver: PeerResolver, decoded: Decoded, body: Any, daddr: 
     """``(peer, source)`` of one decoded connection event; see the module docstring."""
     view = decoded.view
     if type(view) is not dict:  # the lean view: attributes
-        saddr, owned = socket_source(body.args)
+        saddr, owned = None, False
+        for arg in body.args or ():  # socket_source, inlined: a call less per connection event
+            if type(arg) is dict:
+                sock = arg.get("sock_arg")
+                owned = sock is not None
+                if not owned:
+                    sock = arg.get("skb_arg")
+                if type(sock) is dict and sock.get("daddr"):
+                    saddr = sock.get("saddr")
+                    if type(saddr) is not str or not saddr:
+                        saddr = None
+                    break
         stamp = view.time
         if saddr is None:
             return resolver.resolve_seen(daddr, dport, None, None, None, stamp)

@@ -195,14 +195,22 @@ class PeerResolver:
         """:meth:`resolve` for the event's own pod given by ``namespace``/``name`` (None: no pod); the
         learned index asks ``pod_of(event)`` for the whole ``process.pod`` only for a pod it has not
         seen yet. ``learn=False``: ``saddr`` is not the pod's own (e.g. an ``skb_arg``'s)."""
-        # The API index's common case (one holder, never ended, not a node) is inlined for both addresses:
-        # a method call is a noticeable part of a ~1 µs budget.
-        slots = self._slots
+        # Inlined, for both addresses: the API index's common case (one holder, never ended, not a node), an
+        # IPv4 address nobody knows, and the source address a pod already learned at — a method call is a
+        # noticeable part of the budget (issue 14: the resolver may cost 10 % of an event's time).
+        slots, static = self._slots, self.static
+        learned_ips = self._learned_by_ip
         cur = slots.get(daddr)
-        if cur is not None and cur.until is None and cur.history is None and not cur.node:
-            peer = cur.peer if time is None or time >= cur.floor else None
-        else:
+        if cur is not None:
+            if cur.until is None and cur.history is None and not cur.node:
+                peer = cur.peer if time is None or time >= cur.floor else None
+            else:
+                peer = self.lookup(daddr, dport, time)
+        elif ":" in daddr or daddr in self._hostports or daddr in self._backing or static.size \
+                or (learned_ips is not None and daddr in learned_ips):
             peer = self.lookup(daddr, dport, time)
+        else:
+            peer = None  # nobody knows it
         self.resolved += 1
         if peer is None:
             self.unknown += 1
@@ -212,6 +220,12 @@ class PeerResolver:
         if cur is not None and cur.until is None and cur.history is None and not cur.node:
             source = cur.peer if time is None or time >= cur.floor else None  # the API's: nothing to learn
         else:
+            if cur is None and learn and learned_ips is not None and saddr in learned_ips and ":" not in saddr \
+                    and saddr not in self._hostports and saddr not in self._backing:
+                e = learned_ips[saddr]
+                if e.name == name and e.namespace == namespace and e.rival is None:
+                    e.last = self.learned.now  # type: ignore[union-attr]  # the event's own pod, seen again
+                    return peer, None
             source = self.lookup(saddr, None, time)
             # Learn only what the API does not answer for (it would win anyway): with the API watched,
             # learning costs something only for addresses outside it (hostNetwork pods, unwatched pods).
