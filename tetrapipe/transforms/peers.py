@@ -219,25 +219,38 @@ class PeerResolver:
         cur = slots.get(saddr)
         if cur is not None and cur.until is None and cur.history is None and not cur.node:
             source = cur.peer if time is None or time >= cur.floor else None  # the API's: nothing to learn
+        elif cur is None and ":" not in saddr and saddr not in self._hostports and saddr not in self._backing:
+            # The API does not know it (an IPv4 address: the common case): the learned index, then the static file.
+            e = learned_ips.get(saddr) if learned_ips is not None else None
+            if e is None:
+                source = static.lookup(saddr) if static.size else None
+                if learn and learned_ips is not None and name is not None \
+                        and (source is None or source["via"] in _WEAKER):
+                    self.learned.seen_new(saddr, namespace, name, event, pod_of)  # type: ignore[union-attr]
+            elif learn and e.name == name and e.namespace == namespace and e.rival is None:
+                e.last = self.learned.now  # type: ignore[union-attr]  # the event's own pod, seen again
+                return peer, None
+            else:
+                source = self._source_slow(saddr, time, learn, namespace, name, event, pod_of)
         else:
-            if cur is None and learn and learned_ips is not None and saddr in learned_ips and ":" not in saddr \
-                    and saddr not in self._hostports and saddr not in self._backing:
-                e = learned_ips[saddr]
-                if e.name == name and e.namespace == namespace and e.rival is None:
-                    e.last = self.learned.now  # type: ignore[union-attr]  # the event's own pod, seen again
-                    return peer, None
-            source = self.lookup(saddr, None, time)
-            # Learn only what the API does not answer for (it would win anyway): with the API watched,
-            # learning costs something only for addresses outside it (hostNetwork pods, unwatched pods).
-            learned = self.learned
-            if learned is not None and learn and name is not None and (source is None or source["via"] in _WEAKER):
-                key = saddr if ":" not in saddr else self._canon.get(saddr) or self._canonical(saddr)
-                if key is not None:
-                    learned.seen(key, namespace, name, event, pod_of)
+            source = self._source_slow(saddr, time, learn, namespace, name, event, pod_of)
         if source is not None and name is not None and source["name"] == name \
                 and source.get("namespace") == namespace and source["kind"] == "pod":
             source = None  # the event's own pod: nothing to add
         return peer, source
+
+    def _source_slow(self, saddr: str, time: str | None, learn: bool, namespace: Any, name: Any, event: Any,
+                     pod_of: PodOf) -> Peer | None:
+        """The source address's peer in general (IPv6, the API knows it, a learned rival…), learning it."""
+        source = self.lookup(saddr, None, time)
+        # Learn only what the API does not answer for (it would win anyway): with the API watched,
+        # learning costs something only for addresses outside it (hostNetwork pods, unwatched pods).
+        learned = self.learned
+        if learned is not None and learn and name is not None and (source is None or source["via"] in _WEAKER):
+            key = saddr if ":" not in saddr else self._canon.get(saddr) or self._canonical(saddr)
+            if key is not None:
+                learned.seen(key, namespace, name, event, pod_of)
+        return source
 
     def resolve_event(self, event: Mapping[str, Any], daddr: str, dport: int | None = None,
                       pod: Mapping[str, Any] | None = None, body: Mapping[str, Any] | None = None) -> Resolution:
