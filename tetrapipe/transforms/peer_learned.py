@@ -112,7 +112,8 @@ class LearnedIndex:
         if base is None:
             return
         now = self.now
-        new = _Learned(namespace, name, base, now)
+        # the base's strings, shared by the pod's entries: an entry keeps no string of the event alive but its key
+        new = _Learned(base["namespace"], base["name"], base, now)
         if e is not None and now - e.last <= self.conflict:
             new.rival = now  # both pods are active on this address: do not pick one
             self.conflicts += 1
