@@ -9,7 +9,8 @@ File format (a mapping with ``peers:``, or the list alone)::
         namespace: infra        # optional
 
 Contract:
-- Longest prefix wins (one pytricia trie per family); the same prefix twice is an error.
+- Longest prefix wins (one pytricia trie per family; single addresses in a dict, read first); the same
+  prefix twice is an error.
 - A match is ``{kind, namespace?, name, cidr, ip, via: "static"}``, built once per address and
   memoised in a bounded table (cleared when full), so repeated addresses cost one dict read.
 - :meth:`StaticPeers.reload` reads the file again and swaps the new table in only when the whole
@@ -40,6 +41,8 @@ class _Table:
     def __init__(self) -> None:
         self.v4 = pytricia.PyTricia(32)
         self.v6 = pytricia.PyTricia(128)
+        self.exact: dict[str, dict[str, str]] = {}  # single addresses (/32, /128): a dict read, no trie walk
+        self.prefixes = 0  # entries in the tries
         self.size = 0
 
 
@@ -85,7 +88,12 @@ def load_table(path: Path) -> _Table:
         if cidr in seen:
             raise StaticPeersError(f"{path}: peers[{i}]: prefix {cidr} is listed twice")
         seen.add(cidr)
-        (table.v6 if ":" in cidr else table.v4)[cidr] = base
+        address, _, length = cidr.partition("/")
+        if int(length) == (128 if ":" in cidr else 32):  # the longest prefix there is: nothing can beat it
+            table.exact[address] = base
+        else:
+            (table.v6 if ":" in cidr else table.v4)[cidr] = base
+            table.prefixes += 1
         table.size += 1
     return table
 
@@ -116,16 +124,21 @@ class StaticPeers:
         return table.size
 
     def lookup(self, ip: str) -> Peer | None:
-        if not self._table.size:
+        table = self._table
+        if not table.size:
             return None
         hit = self._memo.get(ip, False)
         if hit is not False:
             return hit  # type: ignore[return-value]
-        tree = self._table.v6 if ":" in ip else self._table.v4
-        try:
-            base = tree.get(ip)
-        except (ValueError, KeyError, SystemError):
-            base = None
+        base = table.exact.get(ip)
+        if base is None:
+            if not table.prefixes:
+                return None  # no prefix can match: nothing to remember either
+            tree = table.v6 if ":" in ip else table.v4
+            try:
+                base = tree.get(ip)
+            except (ValueError, KeyError, SystemError):
+                base = None
         peer: Peer | None = None
         if base is not None:
             peer = dict(base)
