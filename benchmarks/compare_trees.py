@@ -46,6 +46,7 @@ def main() -> int:
     parser.add_argument("--mix", action="append", choices=sorted(MIXES))
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--before-flag", action="append", default=[], help="extra flag for the before tree's run")
     parser.add_argument("--after-flag", action="append", default=[], help="extra flag for the after tree's run")
     args = parser.parse_args()
     for mix in args.mix or ["default", "production"]:
@@ -55,7 +56,7 @@ def main() -> int:
         times: dict[str, list[float]] = {"before": [], "after": []}
         try:
             for _ in range(args.rounds):
-                times["before"].append(cpu_seconds(args.before.resolve(), f.name, []))
+                times["before"].append(cpu_seconds(args.before.resolve(), f.name, args.before_flag))
                 times["after"].append(cpu_seconds(args.after.resolve(), f.name, args.after_flag))
         finally:
             os.unlink(f.name)

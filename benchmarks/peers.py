@@ -3,6 +3,13 @@
 Usage:  .venv/bin/python benchmarks/peers.py [--pods 10000] [--services 1000] [--lookups 200000] [--rounds 5]
         .venv/bin/python benchmarks/peers.py --memory --pods 100000 --services 10000
         .venv/bin/python benchmarks/peers.py --sinks [--events 40000] [--rounds 7]   # benchmarks/peer_sinks.py
+        .venv/bin/python benchmarks/peers.py --write-config DIR [--pods 10000] [--services 1000]
+
+--write-config writes DIR/peers.yaml (a static file naming N pod addresses in 10.244/16 and M service addresses
+in 10.96/12, where benchmarks/throughput.py's corpus connects: the "index of 10k pods and 1k services loaded from
+a file" of issue 14) and DIR/tetrapipe.yaml using it, for a whole-run measurement with the resolver on, e.g.
+    .venv/bin/python benchmarks/compare_trees.py . . --mix default --rounds 11 \
+        --before-flag=--no-peers-learn --after-flag=--config=DIR/tetrapipe.yaml
 
 Lookup: an index of N pods (Deployments of 10 pods, 3 labels + pod-template-hash, owner references, two IPs
 for 1 pod in 10), M services (each with an EndpointSlice of its workload's pods), 1 node per 100 pods, and
@@ -208,6 +215,22 @@ def bench_memory(args: argparse.Namespace) -> None:
           f"{(after - before) * 1024 / objects:.0f} bytes per object")
 
 
+def write_config(directory: str, pods: int, services: int) -> None:
+    """A static peers file of `pods` pod and `services` service addresses, and a config using it (see the docstring)."""
+    rng = random.Random(0)
+    pod_ips = rng.sample([f"10.244.{a}.{b}" for a in range(1, 255) for b in range(1, 255)], pods)
+    service_ips = rng.sample([f"10.96.{a}.{b}" for a in range(1, 255) for b in range(1, 255)], services)
+    entries = [{"cidr": ip_, "name": f"pod-{n}", "kind": "pod", "namespace": f"ns-{n % 50}"}
+               for n, ip_ in enumerate(pod_ips)]
+    entries += [{"cidr": ip_, "name": f"svc-{n}", "kind": "service", "namespace": f"ns-{n % 50}"}
+                for n, ip_ in enumerate(service_ips)]
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "peers.yaml").write_text(orjson.dumps({"peers": entries}).decode())  # JSON is YAML
+    (out / "tetrapipe.yaml").write_text(orjson.dumps({"peers": {"static_file": str(out / "peers.yaml")}}).decode())
+    print(f"wrote {out / 'peers.yaml'} ({len(entries)} entries) and {out / 'tetrapipe.yaml'}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pods", type=int, default=10_000)
@@ -215,6 +238,7 @@ def main() -> int:
     ap.add_argument("--lookups", type=int, default=200_000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--memory", action="store_true", help="measure the index's memory instead of lookups")
+    ap.add_argument("--write-config", metavar="DIR", help="write a static index and a config using it, then exit")
     ap.add_argument("--sinks", action="store_true", help="the peer's cost in the Kafka and OTLP sinks "
                                                          "(benchmarks/peer_sinks.py; its own flags follow)")
     args, rest = ap.parse_known_args()
@@ -224,6 +248,9 @@ def main() -> int:
         return sinks_main(rest + (["--rounds", str(args.rounds)] if "--rounds" in sys.argv else []))
     if rest:
         ap.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.write_config:
+        write_config(args.write_config, args.pods, args.services)
+        return 0
     (bench_memory if args.memory else bench_lookup)(args)
     return 0
 

@@ -70,7 +70,8 @@ def watch_workers(stderr: Any, seen: dict[int, float], errors: list[bytes]) -> N
 def run(workers: int, corpus: Path, out: Path) -> tuple[float, float, int, float]:
     """(wall seconds, parent CPU seconds, parent peak RSS KiB, workers' CPU seconds) of one run."""
     cmd = [sys.executable, "-m", "tetrapipe.cli.main", "run", "--quiet", "--log-format", "json", "--input",
-           str(corpus), "--workers", str(workers), "--pod-cidr", "10.244.0.0/16", "--service-cidr", "10.96.0.0/12"]
+           str(corpus), "--workers", str(workers), "--pod-cidr", "10.244.0.0/16", "--service-cidr", "10.96.0.0/12",
+           "--no-peers-learn"]  # learning is on by default in one process only: compare like with like
     seen: dict[int, float] = {}
     errors: list[bytes] = []
     with out.open("wb") as stdout:

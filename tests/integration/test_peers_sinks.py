@@ -1,6 +1,7 @@
 """Issue 14 item 6 (and issue 12's format keys) through `tetrapipe run` against the real servers: a static
 peers file names the destinations; Kafka routes by `{peer_namespace}` with the `tetrapipe-peer` header
-(and by `{ocsf_class}`), and the peer arrives as `tetrapipe.peer.*` attributes at the rotel collector."""
+(and by `{ocsf_class}`), and the peer arrives at the rotel collector with semantic-convention names
+(`destination.k8s.*`, `source.k8s.*`, the addresses as `destination.*`/`source.*`/`server.*`/`client.*`)."""
 
 from __future__ import annotations
 
@@ -90,6 +91,31 @@ async def test_kafka_routes_by_the_peer_namespace_with_the_peer_header(kafka_bro
     assert orjson.loads(by_daddr["10.40.1.7"].value)["tetrapipe"]["peer"]["name"] == "db-0"
 
 
+async def test_untagged_connections_inside_the_cluster_are_routed_by_their_peer(
+        kafka_broker: Broker, tmp_path: Path) -> None:
+    prefix = unique_name("inside")
+    cfg = write_config(tmp_path, **kafka_sink(kafka_broker, topic_template=prefix + ".{peer_namespace}.{category}",
+                                              default_topic=prefix + ".other", peer_namespaces=["payments", "shop"]))
+    lines = [  # learning is on by default: the first event teaches that 10.244.3.3 is shop/cart-1
+        orjson.dumps(tetragon_connect("shop", "cart-1", saddr="10.244.3.3", daddr="10.40.1.7", workload="cart")),
+        orjson.dumps(tetragon_connect("shop", "api-2", saddr="10.244.3.4", daddr="10.244.3.3", dport=8080)),
+        orjson.dumps(tetragon_connect("shop", "api-2", saddr="10.244.3.4", daddr="10.244.9.9", dport=8080)),
+    ]
+    await asyncio.to_thread(run, ["--config", str(cfg), "--kafka-bootstrap", kafka_broker.bootstrap], lines, tmp_path)
+    topics = [f"{prefix}.payments.egress", f"{prefix}.shop.untagged", f"{prefix}.other"]
+    records = await read_all(kafka_broker.bootstrap, topics)
+    by_daddr = {orjson.loads(r.value)["tetrapipe"]["egress"]["daddr"]: r for r in records}
+    assert by_daddr["10.40.1.7"].topic == f"{prefix}.payments.egress"  # tagged, as before
+    inside = by_daddr["10.244.3.3"]  # untagged (inside the pod CIDR), its peer learned from the stream
+    assert orjson.loads(inside.value)["tetrapipe"]["categories"] == []
+    assert inside.topic == f"{prefix}.shop.untagged"
+    assert header(inside, "tetrapipe-peer") == b"pod/shop/cart-1"
+    assert header(inside, "tetrapipe-peer-workload") == b"Deployment/cart"
+    assert by_daddr["10.244.9.9"].topic == f"{prefix}.other"  # untagged and nobody knows the address
+    assert header(by_daddr["10.244.9.9"], "tetrapipe-peer") is None
+    assert Counter(r.topic for r in records) == {t: 1 for t in topics}  # every event once
+
+
 async def test_kafka_routes_ocsf_records_by_their_class(kafka_broker: Broker, tmp_path: Path) -> None:
     prefix = unique_name("ocsf")
     cfg = write_config(tmp_path, **kafka_sink(kafka_broker, topic_template=prefix + ".{ocsf_class}", format="ocsf",
@@ -110,15 +136,34 @@ async def test_kafka_routes_ocsf_records_by_their_class(kafka_broker: Broker, tm
 
 def test_otlp_records_carry_the_peer(otlp_collector: Collector, tmp_path: Path) -> None:  # noqa: F811
     cfg = write_config(tmp_path)
-    run(["--config", str(cfg), "--otlp-endpoint", otlp_collector.http_endpoint], [line for line, _ in EVENTS],
-        tmp_path)
-    records = otlp_collector.wait_for_count(len(EVENTS), timeout=30)
-    by_daddr = {r.attributes["network.peer.address"]: r.attributes for r in records}
+    learned = [  # learning is on by default: the first names 10.244.3.3, the third's source is api-2
+        orjson.dumps(tetragon_connect("shop", "cart-1", saddr="10.244.3.3", daddr="10.70.3.4", workload="cart")),
+        orjson.dumps(tetragon_connect("shop", "api-2", saddr="10.244.3.4", daddr="10.244.3.3", dport=8080)),
+        orjson.dumps(tetragon_connect(None, None, saddr="10.244.3.4", daddr="10.60.20.10", dport=443)),
+    ]
+    run(["--config", str(cfg), "--otlp-endpoint", otlp_collector.http_endpoint],
+        [line for line, _ in EVENTS] + learned, tmp_path)
+    records = otlp_collector.wait_for_count(len(EVENTS) + len(learned), timeout=30)
+    by_daddr = {r.attributes["destination.address"]: r.attributes for r in records}
     db = by_daddr["10.40.1.7"]
-    assert (db["tetrapipe.peer.kind"], db["tetrapipe.peer.namespace"], db["tetrapipe.peer.name"]) == (
+    # a static entry of kind pod: the semantic-convention Kubernetes names, on the destination side
+    assert (db["tetrapipe.peer.kind"], db["destination.k8s.namespace.name"], db["destination.k8s.pod.name"]) == (
         "pod", "payments", "db-0")
-    assert db["tetrapipe.peer.via"] == "static" and db["tetrapipe.peer.ip"] == "10.40.1.7"
-    assert db["k8s.pod.name"] == "web-1"  # the event's own pod keeps the semantic-convention names
-    assert by_daddr["10.60.20.9"]["tetrapipe.peer.name"] == "ledger"
-    assert by_daddr["10.70.3.3"]["tetrapipe.peer.kind"] == "database"
-    assert not any(k.startswith("tetrapipe.peer.") for k in by_daddr["10.80.9.9"])
+    assert db["tetrapipe.peer.via"] == "static" and db["network.peer.address"] == "10.40.1.7"
+    assert (db["destination.port"], db["server.address"], db["server.port"]) == (5432, "10.40.1.7", 5432)
+    assert (db["source.address"], db["client.address"], db["source.port"]) == ("10.244.0.5", "10.244.0.5", 40000)
+    assert db["k8s.pod.name"] == "web-1"  # the event's own pod keeps the plain semantic-convention names
+    ledger = by_daddr["10.60.20.9"]
+    assert (ledger["destination.k8s.service.name"], ledger["destination.k8s.namespace.name"]) == ("ledger", "billing")
+    corp = by_daddr["10.70.3.3"]
+    assert (corp["tetrapipe.peer.kind"], corp["tetrapipe.peer.name"], corp["tetrapipe.peer.namespace"]) == (
+        "database", "corp-db", "infra")
+    assert not any(k.startswith(("tetrapipe.peer.", "destination.k8s.")) for k in by_daddr["10.80.9.9"])
+    cart = by_daddr["10.244.3.3"]  # learned from the stream
+    assert (cart["destination.k8s.pod.name"], cart["destination.k8s.deployment.name"], cart["tetrapipe.peer.via"],
+            cart["destination.k8s.pod.label.app"]) == ("cart-1", "cart", "learned", "cart")
+    assert cart["k8s.pod.name"] == "api-2" and not any(k.startswith("source.k8s.") for k in cart)  # its own pod
+    host = by_daddr["10.60.20.10"]  # a host process whose source address is a learned pod's
+    assert (host["source.k8s.pod.name"], host["source.k8s.namespace.name"], host["tetrapipe.source.kind"]) == (
+        "api-2", "shop", "pod")
+    assert "k8s.pod.name" not in host

@@ -111,10 +111,20 @@ def test_config_section_flags_and_node_name(tmp_path: Path, static_file: Path) -
     assert cfg is not None and cfg.kubernetes and cfg.node_name == "node-7" and not cfg.require_sync
     assert cfg.learn_idle == 30 and cfg.labels == ("app",) and cfg.static_file == str(static_file)
     assert build_peer_config(section, kubernetes=False, learn=False, environ={}) is not None  # the static file
-    assert not Config().peers.learn and not Config().peers.kubernetes.enabled  # defaults: nothing on
-    assert build_peer_config(Config().peers, environ={}) is None  # so no resolver and no per-event cost
-    learning = build_peers(build_parser().parse_args(["run", "--peers-learn"]), PeersConfig())
-    assert learning is not None and learning.resolver.config.learn
+    assert Config().peers.learn is None and not Config().peers.kubernetes.enabled  # defaults: learning only
+    default = build_peer_config(Config().peers, environ={})
+    assert default is not None and default.learn and not default.kubernetes and default.static_file is None
+    assert build_peer_config(Config().peers, learn=False, environ={}) is None  # off: no resolver, no per-event cost
+    learning = build_peers(build_parser().parse_args(["run"]), PeersConfig())
+    assert learning is not None and learning.resolver.config.learn and learning.watch is None
+    assert build_peers(build_parser().parse_args(["run", "--no-peers-learn"]), PeersConfig()) is None
+    cfg_file.write_text("peers:\n  learn: false\n")
+    assert build_peers(build_parser().parse_args(["run"]), load_config(cfg_file).peers) is None
+    assert build_peers(build_parser().parse_args(["run", "--peers-learn"]), load_config(cfg_file).peers) is not None
+    # several worker processes share no learned addresses: off unless asked for
+    assert build_peers(build_parser().parse_args(["run", "--workers", "2"]), PeersConfig()) is None
+    explicit = build_peers(build_parser().parse_args(["run", "--workers", "2", "--peers-learn"]), PeersConfig())
+    assert explicit is not None and explicit.resolver.config.learn
     args = build_parser().parse_args(["run", "--peers-kubernetes"])
     peers = build_peers(args, PeersConfig())
     assert peers is not None and peers.watch is not None and peers.not_ready() is not None

@@ -80,8 +80,9 @@ def run_once(tmp_path: Path, workers: int, data: bytes, extra: list[str]) -> tup
     source = tmp_path / "in.jsonl"
     source.write_bytes(data)
     dead = tmp_path / f"dead-{workers}.jsonl"
+    # --no-peers-learn: learning is on by default in one process only (the workers share no learned addresses)
     done = subprocess.run(tetrapipe("--input", str(source), "--workers", str(workers), "--dead-letter", str(dead),
-                                    *CIDRS, *extra),
+                                    "--no-peers-learn", *CIDRS, *extra),
                           capture_output=True, env=environment(), cwd=ROOT, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     records = [orjson.loads(line) for line in done.stderr.splitlines() if line.startswith(b"{")]
@@ -151,7 +152,7 @@ def until(check: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
 def expected_output(tmp_path: Path, data: bytes) -> list[bytes]:
     source = tmp_path / "all.jsonl"
     source.write_bytes(data)
-    done = subprocess.run(tetrapipe("--input", str(source), "--quiet", *CIDRS), capture_output=True,
+    done = subprocess.run(tetrapipe("--input", str(source), "--quiet", "--no-peers-learn", *CIDRS), capture_output=True,
                           env=environment(), cwd=ROOT, timeout=300, check=True)
     return done.stdout.splitlines()
 

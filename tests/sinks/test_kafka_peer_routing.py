@@ -23,14 +23,15 @@ from tetrapipe.sinks.kafka.routing import DEFAULT, DROPPED, ROUTED, Router, Rout
 from tetrapipe.transforms.peers import PeerConfig, PeerResolver
 
 GROUPS = {"sudo": "security", "suid": "security", "egress": "network", "ebpf": "system"}
-# Outside the pod and service CIDRs (tests/conftest.py): connections there are tagged `egress`, and
-# untagged events go to the default topic whatever the template says.
+# Outside the pod and service CIDRs (tests/conftest.py): connections there are tagged `egress`; inside them
+# (10.244.7.7) untagged, routed by their peer only by a template that names a peer field.
 STATIC = """peers:
   - {cidr: 10.40.1.7/32, name: db-0, kind: pod, namespace: payments}
   - {cidr: 10.50.14.2/32, name: api, kind: service, namespace: payments}
   - {cidr: 10.60.20.0/24, name: ledger, kind: service, namespace: billing}
   - {cidr: 10.70.0.0/16, name: corp-db, kind: database, namespace: infra}
   - {cidr: 10.0.0.12/32, name: node-2, kind: node}
+  - {cidr: 10.244.7.7/32, name: cart-1, kind: pod, namespace: payments}
 """
 
 
@@ -82,6 +83,28 @@ def test_events_without_a_routable_peer_go_to_the_default_topic_or_are_dropped(p
         assert with_default.route(env).topics == ("tetragon.other",)
         assert with_default.route(env).outcome == DEFAULT
         assert without.route(env).outcome == DROPPED and without.route(env).topics == ()
+
+
+def test_untagged_connections_with_a_peer_are_routed_by_it(peered: Processor) -> None:
+    # inside the pod CIDR: the shipped library does not tag it, the peer resolver names it
+    inside, unknown_inside = processed(peered, connect("10.244.7.7"), connect("10.244.9.9"))
+    assert not inside.tags.categories and inside.decoded is not None and inside.decoded.peer is not None
+    assert not unknown_inside.tags.categories and unknown_inside.decoded is not None
+    assert unknown_inside.decoded.peer is None
+    by_category = Router("tetragon.{peer_namespace}.{category}", GROUPS, default_topic="tetragon.other",
+                         peer_namespaces=["payments", "billing"])
+    route = by_category.route(inside)
+    assert (route.topics, route.outcome) == (("tetragon.payments.untagged",), ROUTED)
+    assert {"tetragon.payments.untagged", "tetragon.billing.untagged"} <= set(by_category.topics())  # created
+    assert dict(by_category.headers(inside, route))["tetrapipe-peer"] == b"pod/payments/cart-1"
+    assert by_category.route(unknown_inside).topics == ("tetragon.other",)  # no peer: as before
+    by_group = Router("t.{group}.{peer_kind}", GROUPS, default_topic="t.other")
+    assert by_group.route(inside).topics == ("t.untagged.pod",) and "t.untagged.pod" in by_group.topics()
+    # a template without a peer field routes untagged events as before
+    plain = Router("t.{category}", GROUPS, default_topic="t.other")
+    assert plain.route(inside).topics == ("t.other",) and not any("untagged" in t for t in plain.topics())
+    # the peer headers are on every event with a peer, tagged or not
+    assert dict(plain.headers(inside, plain.route(inside)))["tetrapipe-peer"] == b"pod/payments/cart-1"
 
 
 def test_a_kind_outside_the_known_ones_is_not_routed_by_kind(peered: Processor) -> None:

@@ -107,19 +107,58 @@ def expected_attributes(env: Envelope) -> dict[str, Any]:
                      if a.get("sock_arg") or a.get("skb_arg")), None)
         if sock and sock.get("protocol") in ("IPPROTO_TCP", "IPPROTO_UDP"):
             put("network.transport", sock["protocol"][8:].lower())
+        _put_addresses(want, egress, sock if sock and sock.get("daddr") else {}, body.get("function_name"))
         put("tetrapipe.egress.zone", egress["zone"])
         put("tetrapipe.egress.external", egress["external"])
     elif body.get("destination_ip"):
         put("network.peer.address", body["destination_ip"])
         put("network.peer.port", body["destination_port"])
         put("network.transport", body["protocol"].lower())
-    for side in ("peer", "source"):  # tetrapipe.peer / tetrapipe.source, flattened under their JSON path
-        for key, value in (tp.get(side) or {}).items():
-            if key == "labels":
-                want.update({f"tetrapipe.{side}.labels.{k}": v for k, v in value.items()})
-            else:
-                put(f"tetrapipe.{side}.{key}", value)
+    for side, end in (("peer", "destination"), ("source", "source")):  # tetrapipe.peer / tetrapipe.source
+        if tp.get(side):
+            want.update(_peer_table(tp[side], f"tetrapipe.{side}.", f"{end}.k8s."))
     return want
+
+
+_CONNECTS = ("tcp_connect", "tcp_v4_connect", "tcp_v6_connect", "security_socket_connect", "__sys_connect",
+             "ip4_datagram_connect", "ip6_datagram_connect")
+_WORKLOADS = {"Deployment": "deployment", "StatefulSet": "statefulset", "DaemonSet": "daemonset",
+              "ReplicaSet": "replicaset", "Job": "job", "CronJob": "cronjob"}
+
+
+def _put_addresses(want: dict[str, Any], egress: dict[str, Any], sock: dict[str, Any], hook: str | None) -> None:
+    """README: destination.*, source.* as observed; server.*/client.* for a connect hook."""
+    ends = [("destination", egress["daddr"], egress.get("dport")), ("source", sock.get("saddr"), sock.get("sport"))]
+    if hook in _CONNECTS:
+        ends += [("server", egress["daddr"], egress.get("dport")), ("client", sock.get("saddr"), sock.get("sport"))]
+    for end, address, port in ends:
+        if address:
+            want[f"{end}.address"] = address
+            if port is not None:
+                want[f"{end}.port"] = port
+
+
+def _peer_table(peer: dict[str, Any], own: str, k8s: str) -> dict[str, Any]:
+    """README, "Where the peer appears": a Kubernetes object's names under `<end>.k8s.`, the rest under `own`."""
+    kind = peer["kind"]
+    obj = {"pod": "pod", "service": "service", "apiserver": "service", "node": "node"}.get(kind)
+    out: dict[str, Any] = {own + "kind": kind}
+    workload = _WORKLOADS.get(peer.get("workload_kind", "")) if obj else None
+    for key, value in peer.items():
+        if key in ("kind", "ip"):
+            continue
+        if key == "labels":
+            out |= {(f"{k8s}{obj}.label.{k}" if obj else f"{own}labels.{k}"): v for k, v in value.items()}
+        elif key == "services":
+            out[own + key] = value
+        elif obj and key in ("name", "namespace", "node"):
+            names = {"name": f"{k8s}{obj}.name", "namespace": f"{k8s}namespace.name", "node": f"{k8s}node.name"}
+            out[names[key]] = value
+        elif key == "workload" and workload:
+            out[f"{k8s}{workload}.name"] = value
+        elif not (key == "workload_kind" and workload):
+            out[own + key] = value
+    return out
 
 
 def expected_resource(env: Envelope) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Issue 14 item 6: the peer (and a source that is not the event's own pod) as OTLP LogRecord attributes,
+"""Issue 14 item 6: the peer (and a source that is not the event's own pod) as OTLP LogRecord attributes with
+semantic-convention names (destination.k8s.*, source.k8s.*, destination/source/server/client addresses),
 encoded by tetrapipe and read back with the official opentelemetry-proto decoders."""
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def connections(processor: Processor) -> list[Envelope]:
 
 
 @pytest.mark.parametrize("encoder_cls", [ProtobufEncoder, JsonEncoder])
-def test_peer_and_source_attributes_arrive_as_the_output_contract_names_them(
+def test_peer_and_source_attributes_arrive_with_semantic_convention_names(
         peered: Processor, encoder_cls: type) -> None:
     envs = connections(peered)
     raw = encode_all(envs, encoder_cls(), LogMapper())
@@ -59,47 +60,72 @@ def test_peer_and_source_attributes_arrive_as_the_output_contract_names_them(
     for env, got in zip(envs, attrs, strict=True):
         assert got == expected_attributes(env)
     db, web, host, unknown = attrs
+    # a static entry: no Kubernetes names, the output contract's
     assert (db["tetrapipe.peer.kind"], db["tetrapipe.peer.namespace"], db["tetrapipe.peer.name"]) == (
         "database", "infra", "corp-db")
-    assert db["tetrapipe.peer.via"] == "static" and db["tetrapipe.peer.ip"] == "10.40.3.3"
-    assert (web["tetrapipe.peer.name"], web["tetrapipe.peer.workload"], web["tetrapipe.peer.workload_kind"]) == (
-        "web-1", "web", "Deployment")
-    assert web["tetrapipe.peer.labels.app"] == "web"
-    assert web["k8s.pod.name"] == "api-2"  # the event's own pod keeps the semantic-convention names
-    assert not any(k.startswith("tetrapipe.source.") for k in web)  # its source is its own pod
-    assert host["tetrapipe.source.name"] == "api-2" and host["tetrapipe.peer.name"] == "corp-db"
-    assert not any(k.startswith(("tetrapipe.peer.", "tetrapipe.source.")) for k in unknown)
-    assert unknown["network.peer.address"] == "10.99.0.1"
+    assert db["tetrapipe.peer.via"] == "static" and db["destination.address"] == "10.40.3.3"
+    assert (db["server.address"], db["server.port"], db["client.address"]) == ("10.40.3.3", 5432, "10.244.1.5")
+    # a learned pod: the semantic-convention k8s keys under destination.k8s.
+    assert (web["destination.k8s.namespace.name"], web["destination.k8s.pod.name"],
+            web["destination.k8s.deployment.name"], web["destination.k8s.pod.label.app"]) == (
+        "shop", "web-1", "web", "web")
+    assert web["tetrapipe.peer.kind"] == "pod" and web["tetrapipe.peer.via"] == "learned"
+    assert not any(k.startswith("tetrapipe.peer.") and k.rsplit(".", 1)[1] in ("name", "namespace", "workload",
+                                                                               "workload_kind", "ip") for k in web)
+    assert web["k8s.pod.name"] == "api-2"  # the event's own pod keeps the plain semantic-convention names
+    assert not any(k.startswith(("tetrapipe.source.", "source.k8s.")) for k in web)  # its source is its own pod
+    assert (host["source.k8s.pod.name"], host["source.k8s.namespace.name"], host["tetrapipe.source.kind"]) == (
+        "api-2", "shop", "pod")
+    assert host["source.address"] == "10.244.1.9" and host["tetrapipe.peer.name"] == "corp-db"
+    assert not any(k.startswith(("tetrapipe.peer.", "tetrapipe.source.", "destination.k8s.", "source.k8s."))
+                   for k in unknown)
+    assert unknown["network.peer.address"] == unknown["destination.address"] == "10.99.0.1"
 
 
 def test_without_peers_no_peer_attribute(processor: Processor) -> None:
     envs = connections(processor)
     for env in envs:
         attrs = dict(LogMapper().record(env).all_attributes())
-        assert not any(k.startswith(("tetrapipe.peer.", "tetrapipe.source.")) for k in attrs)
+        assert not any(k.startswith(("tetrapipe.peer.", "tetrapipe.source.", "destination.k8s.", "source.k8s."))
+                       for k in attrs)
 
 
-def test_services_are_a_string_array_and_shared_peers_map_once() -> None:
+def test_services_are_a_string_array_and_kubernetes_names_are_the_conventions() -> None:
     peer = {"kind": "pod", "namespace": "payments", "name": "api-1", "workload": "api",
             "workload_kind": "Deployment", "labels": {"app": "api"}, "node": "node-1", "ip": "10.244.1.7",
             "services": ["payments/api", "payments/api-canary"], "via": "endpointslice"}
-    assert dict(peer_attributes(peer, "tetrapipe.peer.")) == {
-        "tetrapipe.peer.kind": "pod", "tetrapipe.peer.namespace": "payments", "tetrapipe.peer.name": "api-1",
-        "tetrapipe.peer.workload": "api", "tetrapipe.peer.workload_kind": "Deployment",
-        "tetrapipe.peer.labels.app": "api", "tetrapipe.peer.node": "node-1", "tetrapipe.peer.ip": "10.244.1.7",
+    assert dict(peer_attributes(peer, "destination")) == {
+        "tetrapipe.peer.kind": "pod", "destination.k8s.namespace.name": "payments",
+        "destination.k8s.pod.name": "api-1", "destination.k8s.deployment.name": "api",
+        "destination.k8s.pod.label.app": "api", "destination.k8s.node.name": "node-1",
         "tetrapipe.peer.services": ("payments/api", "payments/api-canary"), "tetrapipe.peer.via": "endpointslice"}
+    bare = {"kind": "pod", "namespace": "a", "name": "p", "workload": "p", "workload_kind": "Pod", "via": "learned"}
+    assert dict(peer_attributes(bare, "source")) == {
+        "tetrapipe.source.kind": "pod", "source.k8s.namespace.name": "a", "source.k8s.pod.name": "p",
+        "tetrapipe.source.workload": "p", "tetrapipe.source.workload_kind": "Pod", "tetrapipe.source.via": "learned"}
+    service = {"kind": "service", "namespace": "db", "name": "pg", "labels": {"tier": "data"}, "via": "api"}
+    assert dict(peer_attributes(service, "destination")) == {
+        "tetrapipe.peer.kind": "service", "destination.k8s.namespace.name": "db", "destination.k8s.service.name": "pg",
+        "destination.k8s.service.label.tier": "data", "tetrapipe.peer.via": "api"}
+    node = {"kind": "node", "name": "worker-1", "via": "api"}
+    assert dict(peer_attributes(node, "destination")) == {
+        "tetrapipe.peer.kind": "node", "destination.k8s.node.name": "worker-1", "tetrapipe.peer.via": "api"}
 
 
 _values = st.one_of(st.text(max_size=10), st.integers(), st.none(), st.booleans(), st.lists(st.text(max_size=5),
                     max_size=3), st.dictionaries(st.text(max_size=5), st.text(max_size=5)))
 
 
-@given(st.dictionaries(st.text(max_size=12), _values, max_size=8))
-def test_odd_peers_encode_and_decode(peer: dict) -> None:  # type: ignore[type-arg]
-    attrs = peer_attributes(peer, "tetrapipe.peer.")
+@given(st.dictionaries(st.sampled_from(["kind", "name", "namespace", "workload", "workload_kind", "labels", "node",
+                                         "services"]) | st.text(max_size=12), _values, max_size=8),
+       st.sampled_from(["pod", "service", "apiserver", "node", "static", None]))
+def test_odd_peers_encode_and_decode(peer: dict, kind: str | None) -> None:  # type: ignore[type-arg]
+    if kind is not None:
+        peer["kind"] = kind
+    attrs = peer_attributes(peer, "destination")
     encoder = ProtobufEncoder()
     for key, value in attrs:
-        assert key.startswith("tetrapipe.peer.") and isinstance(value, str | tuple)
+        assert key.startswith(("tetrapipe.peer.", "destination.k8s.")) and isinstance(value, str | tuple)
     body = b"".join(encoder.attributes(list(attrs)))  # the hand-written encoder accepts every value
     assert isinstance(body, bytes)
 
@@ -110,8 +136,8 @@ def test_shared_groups_encode_like_inline_attributes(encoder_cls: type, inline: 
     from tetrapipe.sinks.otlp.mapping import LogFields
     from tetrapipe.sinks.otlp.peer_attributes import AttributeGroup
 
-    peer = peer_attributes({"kind": "pod", "namespace": "a", "name": "b", "labels": {"app": "b"}}, "tetrapipe.peer.")
-    source = peer_attributes({"kind": "node", "name": "n1"}, "tetrapipe.source.")
+    peer = peer_attributes({"kind": "pod", "namespace": "a", "name": "b", "labels": {"app": "b"}}, "destination")
+    source = peer_attributes({"kind": "node", "name": "n1"}, "source")
     groups = (AttributeGroup(peer), AttributeGroup(()), AttributeGroup(source))
     encoder = encoder_cls()
     for _ in range(2):  # the second time from the bytes kept on the groups

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tetrapipe.transforms.peer_static import StaticPeers, StaticPeersError
 
@@ -68,3 +72,22 @@ def test_reload_swaps_in_a_valid_file_and_keeps_the_old_table_otherwise(tmp_path
     with pytest.raises(StaticPeersError):
         s.reload()
     assert len(s) == 2 and s.reloads == 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sets(st.tuples(st.integers(0, 3), st.integers(0, 3), st.sampled_from([24, 32, 30])), min_size=1, max_size=8),
+       st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), min_size=1, max_size=10))
+def test_single_addresses_and_prefixes_answer_the_longest_prefix(
+        tmp_path_factory: pytest.TempPathFactory, entries: set[tuple[int, int, int]],
+        asked: list[tuple[int, int]]) -> None:
+    """Single addresses live in a dict, prefixes in the trie: the longest matching prefix still wins."""
+    nets = {ipaddress.ip_network(f"10.9.{a}.{b}/{n}", strict=False) for a, b, n in entries}
+    path = tmp_path_factory.mktemp("s") / "peers.yaml"
+    path.write_text(yaml.safe_dump({"peers": [{"cidr": str(net), "name": str(net)} for net in nets]}))
+    static = StaticPeers(path)
+    for a, b in asked:
+        ip = f"10.9.{a}.{b}"
+        matching = [net for net in nets if ipaddress.ip_address(ip) in net]
+        want = str(max(matching, key=lambda net: net.prefixlen)) if matching else None
+        got = static.lookup(ip)
+        assert (got["name"] if got else None) == want

@@ -101,8 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "deploy/rbac; default: peers.kubernetes.enabled in the config file)")
     learn = run.add_mutually_exclusive_group()
     learn.add_argument("--peers-learn", dest="peers_learn", action="store_true", default=None,
-                       help="learn pod addresses from the events' own source addresses (peers.learn; off by "
-                            "default: it costs about 20%% CPU on a connection-heavy stream)")
+                       help="learn pod addresses from the events' own source addresses (peers.learn; on by "
+                            "default with one process, off by default with --workers N)")
     learn.add_argument("--no-peers-learn", dest="peers_learn", action="store_false",
                        help="do not learn pod addresses, whatever peers.learn says")
     run.add_argument("--workers", type=workers_count, default=1, metavar="N",

@@ -163,8 +163,11 @@ class Peers:
 
 def build_peers(args: argparse.Namespace, section: Any) -> Peers | None:
     """The run's peer resolver (and watch) from `peers:` and the flags; None when nothing would answer."""
+    # Several worker processes (tetrapipe.cli.workers) share no learned addresses: learning is on by default
+    # only in one process (asked for explicitly with --workers N, the run refuses as for any peer naming).
     cfg = build_peer_config(section, learn=getattr(args, "peers_learn", None),
-                            kubernetes=getattr(args, "peers_kubernetes", None))
+                            kubernetes=getattr(args, "peers_kubernetes", None),
+                            learn_default=getattr(args, "workers", 1) == 1)
     if cfg is None:
         return None
     try:

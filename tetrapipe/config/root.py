@@ -31,7 +31,7 @@ Layout (every section optional; `tetrapipe run` needs no file at all):
     rate_limit: {...}                     # (top level: keyed after tagging)
     dedup: {...}
     peers:              # who is on the other end (tetrapipe.transforms.peers); off: learn false, nothing else
-      learn: false      # learn pod addresses from the stream's own source addresses (--peers-learn)
+      learn: true       # learn pod addresses from the stream's own source addresses (--no-peers-learn: off)
       learn_idle: 600
       static_file: FILE # address -> peer table, re-read on SIGHUP
       labels: [app.kubernetes.io/name, ...]
@@ -121,8 +121,8 @@ class PeersKubernetesConfig(msgspec.Struct, forbid_unknown_fields=True, omit_def
 class PeersConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """`peers:` — see tetrapipe.transforms.peers.PeerConfig for what each option does."""
 
-    # Off by default: measured +17.7 % CPU on the default benchmark mix (issue 14 allows 10 %).
-    learn: bool = False
+    # None: on (the default), except with several worker processes (their chunks carry no learned state)
+    learn: bool | None = None
     learn_idle: Annotated[float, msgspec.Meta(ge=0)] = 600.0
     static_file: str | None = None
     labels: list[str] | None = None  # None: the default label keys
@@ -131,15 +131,16 @@ class PeersConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
 
 
 def build_peer_config(peers: PeersConfig, *, learn: bool | None = None, kubernetes: bool | None = None,
-                      environ: Mapping[str, str] | None = None) -> PeerConfig | None:
+                      environ: Mapping[str, str] | None = None, learn_default: bool = True) -> PeerConfig | None:
     """The resolver's config, or None when nothing would answer (no learning, no API, no static file).
 
     `learn` / `kubernetes` override the file (`--peers-learn`/`--no-peers-learn`, `--peers-kubernetes`);
-    the node name defaults to $NODE_NAME.
+    learning is `learn_default` when neither the flag nor the file says; the node name defaults to $NODE_NAME.
     """
     environ = os.environ if environ is None else environ
     kube = peers.kubernetes
     learn = peers.learn if learn is None else learn
+    learn = learn_default if learn is None else learn
     watch = kube.enabled if kubernetes is None else kubernetes
     if not (learn or watch or peers.static_file):
         return None

@@ -54,6 +54,7 @@ from tetrapipe.formats.tetrapipe import enriched, enriched_line, tetrapipe_objec
 from tetrapipe.pipeline.filtering import mark_redacted, run_keyed, run_stage
 from tetrapipe.transforms.classify import Classifier, Egress
 from tetrapipe.transforms.filter_stage import Stage
+from tetrapipe.transforms.peer_event import resolve_decoded
 from tetrapipe.transforms.peers import PeerResolver
 from tetrapipe.transforms.tag import Tagger
 
@@ -200,29 +201,9 @@ class Processor:
         return copy
 
     def _resolve(self, decoded: Decoded, body: Any, egress: Egress) -> None:
-        """`decoded.peer` / `decoded.source_peer` of a connection event (the resolver counts unknowns)."""
-        saddr = pod = None
-        args = body.args if type(body) is not dict else body.get("args")
-        for arg in args or ():
-            if type(arg) is dict:
-                sock = arg.get("sock_arg") or arg.get("skb_arg")
-                if type(sock) is dict and sock.get("daddr"):
-                    saddr = sock.get("saddr")
-                    break
-        if type(saddr) is not str or not saddr:
-            saddr = None
-        # Time and pod from the plain view, decoded (once, lazily) only for connection events while a
-        # resolver is configured: keeping them out of the lean model spares every other event the cost.
-        root = decoded.generic_root()
-        stamp = root.get("time")
-        if saddr is not None:  # the pod matters only for the source address (learning, own pod)
-            plain = root.get(decoded.etype)
-            process = plain.get("process") if type(plain) is dict else None
-            pod = process.get("pod") if type(process) is dict else None
+        """`decoded.peer` / `decoded.source_peer` of a connection event, from the lean view (no second decode)."""
         assert self.peers is not None
-        decoded.peer, decoded.source_peer = self.peers.resolve(
-            egress.daddr, egress.dport, saddr, pod if type(pod) is dict else None,
-            stamp if type(stamp) is str else None)
+        decoded.peer, decoded.source_peer = resolve_decoded(self.peers, decoded, body, egress.daddr, egress.dport)
 
     def _rejected(self, env: Envelope, error: BadInput) -> Envelope:
         """The bad record for `env`: itself, or the whole group of partial lines it ended."""

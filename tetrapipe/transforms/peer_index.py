@@ -73,6 +73,7 @@ class ApiIndex:
         self._owners: dict[str, tuple[str, ...]] = {}  # uid -> addresses it holds in _slots
         self._ending: set[str] = set()  # addresses whose slot holds an ended entry (expiry scans only these)
         self._hostports: dict[str, dict[int, Peer]] = {}
+        self.hostports = self._hostports  # read by the resolver's inlined lookup; never rebound
         self._hp_owners: dict[str, list[tuple[str, int]]] = {}
         # EndpointSlice targetRefs are only useful when not every pod is watched (KubePeerWatch decides)
         self.backends = Backends(targets=targets)

@@ -9,7 +9,8 @@ File format (a mapping with ``peers:``, or the list alone)::
         namespace: infra        # optional
 
 Contract:
-- Longest prefix wins (one pytricia trie per family); the same prefix twice is an error.
+- Longest prefix wins (one pytricia trie per family; single addresses in a dict, read first); the same
+  prefix twice is an error.
 - A match is ``{kind, namespace?, name, cidr, ip, via: "static"}``, built once per address and
   memoised in a bounded table (cleared when full), so repeated addresses cost one dict read.
 - :meth:`StaticPeers.reload` reads the file again and swaps the new table in only when the whole
@@ -28,6 +29,7 @@ import yaml
 from tetrapipe.transforms.peer_model import Peer
 
 _KEYS = {"cidr", "name", "kind", "namespace"}
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's: a file of thousands of entries loads in ms
 _MEMO_LIMIT = 65536
 
 
@@ -39,6 +41,8 @@ class _Table:
     def __init__(self) -> None:
         self.v4 = pytricia.PyTricia(32)
         self.v6 = pytricia.PyTricia(128)
+        self.exact: dict[str, dict[str, str]] = {}  # single addresses (/32, /128): a dict read, no trie walk
+        self.prefixes = 0  # entries in the tries
         self.size = 0
 
 
@@ -68,7 +72,7 @@ def _entry(where: str, item: Any) -> tuple[str, dict[str, str]]:
 def load_table(path: Path) -> _Table:
     """Parse and validate the whole file into a new table."""
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)  # noqa: S506 - a safe loader
     except (OSError, yaml.YAMLError) as exc:
         raise StaticPeersError(f"{path}: {exc}") from None
     items = doc.get("peers") if isinstance(doc, dict) else doc
@@ -84,7 +88,12 @@ def load_table(path: Path) -> _Table:
         if cidr in seen:
             raise StaticPeersError(f"{path}: peers[{i}]: prefix {cidr} is listed twice")
         seen.add(cidr)
-        (table.v6 if ":" in cidr else table.v4)[cidr] = base
+        address, _, length = cidr.partition("/")
+        if int(length) == (128 if ":" in cidr else 32):  # the longest prefix there is: nothing can beat it
+            table.exact[address] = base
+        else:
+            (table.v6 if ":" in cidr else table.v4)[cidr] = base
+            table.prefixes += 1
         table.size += 1
     return table
 
@@ -96,6 +105,7 @@ class StaticPeers:
         self.path = Path(path) if path is not None else None
         self._table = _Table()
         self._memo: dict[str, Peer | None] = {}
+        self.size = 0  # entries (the resolver skips the call while there are none)
         self.reloads = 0
         if self.path is not None:
             self.reload()
@@ -109,20 +119,26 @@ class StaticPeers:
             return 0
         table = load_table(self.path)
         self._table, self._memo = table, {}  # swap as a whole: a lookup sees the old or the new table
+        self.size = table.size
         self.reloads += 1
         return table.size
 
     def lookup(self, ip: str) -> Peer | None:
+        table = self._table
+        if not table.size:
+            return None
         hit = self._memo.get(ip, False)
         if hit is not False:
             return hit  # type: ignore[return-value]
-        if not self._table.size:
-            return None
-        tree = self._table.v6 if ":" in ip else self._table.v4
-        try:
-            base = tree.get(ip)
-        except (ValueError, KeyError, SystemError):
-            base = None
+        base = table.exact.get(ip)
+        if base is None:
+            if not table.prefixes:
+                return None  # no prefix can match: nothing to remember either
+            tree = table.v6 if ":" in ip else table.v4
+            try:
+                base = tree.get(ip)
+            except (ValueError, KeyError, SystemError):
+                base = None
         peer: Peer | None = None
         if base is not None:
             peer = dict(base)

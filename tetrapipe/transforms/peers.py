@@ -17,10 +17,11 @@ Contract:
   by the API watch (``tetrapipe.clients.kube_peers``) and by :meth:`housekeeping`, off the hot path.
 - Given the source address and the event's own pod, :meth:`resolve` also teaches the learned
   index (``learn: true``, the default) that the pod holds that address — unless the API already
-  answers for it. :meth:`resolve_event` is the same for a whole event: time from
-  ``event["time"]``, the source address from the first ``sock_arg``/``skb_arg``. A caller that
-  already has the socket argument (it read ``daddr`` there) saves a little by calling
-  :meth:`resolve` with ``saddr`` itself.
+  answers for it. :meth:`resolve_seen` is the same with the pod given by namespace and name
+  (the pipeline's lean view; ``tetrapipe.transforms.peer_event``): a pod already learned at that
+  address costs one dict read and two compares more. :meth:`resolve_event` is :meth:`resolve` for
+  a whole event: time from ``event["time"]``, the source address from the first
+  ``sock_arg``/``skb_arg`` (only a ``sock_arg``'s is learned: :func:`socket_source`).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from tetrapipe.transforms.peer_index import ApiIndex
-from tetrapipe.transforms.peer_learned import LearnedIndex
+from tetrapipe.transforms.peer_learned import LearnedIndex, PodOf, pod_itself
 from tetrapipe.transforms.peer_model import DEFAULT_LABELS, LabelPicker, Peer, canonical_ip
 from tetrapipe.transforms.peer_static import StaticPeers
 
@@ -107,6 +108,24 @@ def source_address(body: Mapping[str, Any] | None) -> str | None:
     return None
 
 
+def socket_source(args: Any) -> tuple[str | None, bool]:
+    """``(saddr, owned)`` of the first ``sock_arg`` / ``skb_arg`` with a ``daddr`` among a kprobe's args.
+
+    ``owned``: a ``sock_arg``'s ``saddr`` is the local end of the pod's own socket (a connect's or an
+    accept's alike) and teaches the learned index; an ``skb_arg``'s is a packet's sender, which may be
+    the remote end: it is only looked up."""
+    for arg in args or ():
+        if type(arg) is dict:
+            sock = arg.get("sock_arg")
+            owned = sock is not None
+            if not owned:
+                sock = arg.get("skb_arg")
+            if type(sock) is dict and sock.get("daddr"):
+                saddr = sock.get("saddr")
+                return (saddr, owned) if type(saddr) is str and saddr else (None, False)
+    return None, False
+
+
 def _event_body(event: Mapping[str, Any]) -> Mapping[str, Any] | None:
     for key, value in event.items():
         if key.startswith("process_") and type(value) is dict:
@@ -122,8 +141,10 @@ class PeerResolver:
         self.labels = LabelPicker(config.labels)
         self.api = ApiIndex(grace=config.grace, skew=config.skew, clock=clock)
         self._slots = self.api.slots
+        self._hostports, self._backing = self.api.hostports, self.api.backends.by_ip  # never rebound
         self.learned = LearnedIndex(self.labels, idle=config.learn_idle, conflict=config.learn_conflict,
                                     max_entries=config.learn_max, clock=clock) if config.learn else None
+        self._learned_by_ip = self.learned.by_ip if self.learned is not None else None  # never rebound
         self.static = StaticPeers(config.static_file)
         self._canon: dict[str, str | None] = {}
         self.resolved = 0  # destinations looked up (per-source hit counts would cost the hot path a dict update)
@@ -142,15 +163,18 @@ class PeerResolver:
             if canon is None:
                 return None
             ip = canon
-        peer = self.api.lookup(ip, port, stamp)
-        if peer is not None:
-            return peer or None  # {} = the API knows the address, not at that time: no fallback
-        learned = self.learned
-        if learned is not None:
-            peer = learned.lookup(ip)
+        if ip in self._slots or ip in self._hostports or ip in self._backing:
+            peer = self.api.lookup(ip, port, stamp)
+            if peer is not None:
+                return peer or None  # {} = the API knows the address, not at that time: no fallback
+        # the learned index and the static file are called only when they may answer (calls cost on this path)
+        learned = self._learned_by_ip
+        if learned is not None and ip in learned:
+            peer = self.learned.lookup(ip)  # type: ignore[union-attr]
             if peer is not None:
                 return peer
-        return self.static.lookup(ip)
+        static = self.static
+        return static.lookup(ip) if static.size else None
 
     def _canonical(self, ip: str) -> str | None:
         if len(self._canon) >= _CANON_LIMIT:
@@ -161,14 +185,32 @@ class PeerResolver:
     def resolve(self, daddr: str, dport: int | None = None, saddr: str | None = None,
                 pod: Mapping[str, Any] | None = None, time: str | None = None) -> Resolution:
         """``(peer, source)`` of one connection, and learn that ``pod`` holds ``saddr``; see the module docstring."""
-        # The API index's common case (one holder, never ended, not a node) is inlined for both addresses:
-        # a method call is a noticeable part of a ~1 µs budget.
-        slots = self._slots
+        if pod is None:
+            return self.resolve_seen(daddr, dport, saddr, None, None, time)
+        return self.resolve_seen(daddr, dport, saddr, pod.get("namespace"), pod.get("name"), time, pod, pod_itself)
+
+    def resolve_seen(self, daddr: str, dport: int | None, saddr: str | None, namespace: Any, name: Any,
+                     time: str | None, event: Any = None, pod_of: PodOf = pod_itself,
+                     learn: bool = True) -> Resolution:
+        """:meth:`resolve` for the event's own pod given by ``namespace``/``name`` (None: no pod); the
+        learned index asks ``pod_of(event)`` for the whole ``process.pod`` only for a pod it has not
+        seen yet. ``learn=False``: ``saddr`` is not the pod's own (e.g. an ``skb_arg``'s)."""
+        # Inlined, for both addresses: the API index's common case (one holder, never ended, not a node), an
+        # IPv4 address nobody knows, and the source address a pod already learned at — a method call is a
+        # noticeable part of the budget (issue 14: the resolver may cost 10 % of an event's time).
+        slots, static = self._slots, self.static
+        learned_ips = self._learned_by_ip
         cur = slots.get(daddr)
-        if cur is not None and cur.until is None and cur.history is None and not cur.node:
-            peer = cur.peer if time is None or time >= cur.floor else None
-        else:
+        if cur is not None:
+            if cur.until is None and cur.history is None and not cur.node:
+                peer = cur.peer if time is None or time >= cur.floor else None
+            else:
+                peer = self.lookup(daddr, dport, time)
+        elif ":" in daddr or daddr in self._hostports or daddr in self._backing or static.size \
+                or (learned_ips is not None and daddr in learned_ips):
             peer = self.lookup(daddr, dport, time)
+        else:
+            peer = None  # nobody knows it
         self.resolved += 1
         if peer is None:
             self.unknown += 1
@@ -177,24 +219,50 @@ class PeerResolver:
         cur = slots.get(saddr)
         if cur is not None and cur.until is None and cur.history is None and not cur.node:
             source = cur.peer if time is None or time >= cur.floor else None  # the API's: nothing to learn
+        elif cur is None and ":" not in saddr and saddr not in self._hostports and saddr not in self._backing:
+            # The API does not know it (an IPv4 address: the common case): the learned index, then the static file.
+            e = learned_ips.get(saddr) if learned_ips is not None else None
+            if e is None:
+                source = static.lookup(saddr) if static.size else None
+                if learn and learned_ips is not None and name is not None \
+                        and (source is None or source["via"] in _WEAKER):
+                    self.learned.seen_new(saddr, namespace, name, event, pod_of)  # type: ignore[union-attr]
+            elif learn and e.name == name and e.namespace == namespace and e.rival is None:
+                e.last = self.learned.now  # type: ignore[union-attr]  # the event's own pod, seen again
+                return peer, None
+            else:
+                source = self._source_slow(saddr, time, learn, namespace, name, event, pod_of)
         else:
-            source = self.lookup(saddr, None, time)
-            # Learn only what the API does not answer for (it would win anyway): with the API watched,
-            # learning costs something only for addresses outside it (hostNetwork pods, unwatched pods).
-            if pod is not None and self.learned is not None and (source is None or source["via"] in _WEAKER):
-                key = saddr if ":" not in saddr else self._canon.get(saddr) or self._canonical(saddr)
-                if key is not None:
-                    self.learned.learn(key, pod)
-        if source is not None and pod is not None and source["name"] == pod.get("name") \
-                and source.get("namespace") == pod.get("namespace") and source["kind"] == "pod":
+            source = self._source_slow(saddr, time, learn, namespace, name, event, pod_of)
+        if source is not None and name is not None and source["name"] == name \
+                and source.get("namespace") == namespace and source["kind"] == "pod":
             source = None  # the event's own pod: nothing to add
         return peer, source
 
+    def _source_slow(self, saddr: str, time: str | None, learn: bool, namespace: Any, name: Any, event: Any,
+                     pod_of: PodOf) -> Peer | None:
+        """The source address's peer in general (IPv6, the API knows it, a learned rival…), learning it."""
+        source = self.lookup(saddr, None, time)
+        # Learn only what the API does not answer for (it would win anyway): with the API watched,
+        # learning costs something only for addresses outside it (hostNetwork pods, unwatched pods).
+        learned = self.learned
+        if learned is not None and learn and name is not None and (source is None or source["via"] in _WEAKER):
+            key = saddr if ":" not in saddr else self._canon.get(saddr) or self._canonical(saddr)
+            if key is not None:
+                learned.seen(key, namespace, name, event, pod_of)
+        return source
+
     def resolve_event(self, event: Mapping[str, Any], daddr: str, dport: int | None = None,
                       pod: Mapping[str, Any] | None = None, body: Mapping[str, Any] | None = None) -> Resolution:
-        """:meth:`resolve` for a whole Tetragon event (``body``: its ``process_kprobe`` object, found if omitted)."""
-        saddr = source_address(body if body is not None else _event_body(event))
-        return self.resolve(daddr, dport, saddr, pod, event.get("time"))
+        """:meth:`resolve` for a whole Tetragon event (``body``: its ``process_kprobe`` object, found if omitted);
+        only a ``sock_arg``'s source address is learned (see ``peer_event.socket_source``)."""
+        body = body if body is not None else _event_body(event)
+        saddr, owned = socket_source(body.get("args") if body is not None else None)
+        stamp = event.get("time")
+        if pod is None:
+            return self.resolve_seen(daddr, dport, saddr, None, None, stamp)
+        return self.resolve_seen(daddr, dport, saddr or None, pod.get("namespace"), pod.get("name"), stamp, pod,
+                                 pod_itself, owned)
 
     # ------------------------------------------------------------------ off the hot path
 

@@ -7,10 +7,14 @@ Topics: `topic_template` is rendered with `{category}`, `{group}` and
 default) or only for its first in id order (`first`); duplicates collapse, so
 `tetragon.{group}` sends an event once per group.  An untagged event goes to
 `default_topic`, or is dropped when none is set — counted either way by the
-sink.  An event whose type is not one Tetragon defines, with a template that
-names `{event_type}`, also goes to the default topic: every destination topic
-is known at startup, so it can be created (or found missing) before the first
-event rather than at the first unlucky one.  For the same reason an event without
+sink — except with a template that names a peer field (`{peer_namespace}`,
+`{peer_kind}`): there every event with a peer is routed, an untagged one with
+category and group `untagged` (connections inside the cluster are untagged by the
+shipped library, and are what peer routing is for).  An event whose type is not
+one Tetragon defines, with a template that names `{event_type}`, also goes to the
+default topic: every destination topic is known at startup, so it can be created
+(or found missing) before the first event rather than at the first unlucky one.
+For the same reason an event without
 a value for a per-event field the template names (no peer, a peer namespace not in
 `peer_namespaces`, …; see event_keys) goes to the default topic, or is dropped.
 
@@ -42,6 +46,7 @@ from tetrapipe.sinks.kafka.event_keys import (
     EVENT_FIELDS,
     HEADER_PEER,
     HEADER_PEER_WORKLOAD,
+    PEER_FIELDS,
     EventKeyError,
     EventKeys,
     PeerHeaders,
@@ -59,6 +64,7 @@ _OURS = frozenset({HEADER_CATEGORIES, HEADER_ZONE, HEADER_EVENT_TYPE, HEADER_PEE
 _TOPIC_CHARS = frozenset(string.ascii_letters + string.digits + "._-")
 
 ROUTED, DEFAULT, DROPPED = "routed", "default", "dropped"
+UNTAGGED = "untagged"  # {category} and {group} of an untagged event routed by its peer
 
 
 class RoutingError(ValueError):
@@ -117,6 +123,7 @@ class Router:
         self.default_topic = check_topic(default_topic) if default_topic else None
         self.key_strategy = key
         self.event_types = tuple(event_types)
+        self.routes_untagged = any(f in self.fields for f in PEER_FIELDS)  # by the peer: see the module docstring
         self._routes: dict[tuple[tuple[str, ...], str, tuple[str, ...] | None], Route] = {}
         self._zones: dict[str, tuple[str, bytes]] = {}
         for topic in self.topics():
@@ -124,15 +131,16 @@ class Router:
 
     def _render(self, category: str, etype: str, extra: tuple[str, ...] = ()) -> str:
         more = dict(zip(self.event_keys.names, extra, strict=True)) if extra else {}
-        return self.template.format(category=category, group=self.groups.get(category, "other"), event_type=etype,
-                                    **more)
+        group = self.groups.get(category, UNTAGGED if category == UNTAGGED else "other")
+        return self.template.format(category=category, group=group, event_type=etype, **more)
 
     def topics(self) -> list[str]:
         """Every topic an event can be sent to (sorted): what startup creates or checks."""
         types = self.event_types if "event_type" in self.fields else self.event_types[:1]
         names_of = self.event_keys.names
         extras = [tuple(c[n] for n in names_of) for c in self.event_keys.possible()] if names_of else [()]
-        names = {self._render(c, t, x) for c in self.groups for t in types for x in extras}
+        categories = [*self.groups, UNTAGGED] if self.routes_untagged else list(self.groups)
+        names = {self._render(c, t, x) for c in categories for t in types for x in extras}
         if self.default_topic:
             names.add(self.default_topic)
         return sorted(names)
@@ -154,9 +162,10 @@ class Router:
         headers: Headers = [(HEADER_CATEGORIES, ",".join(categories).encode()),
                             (HEADER_EVENT_TYPE, etype.encode())]
         routable = ("event_type" not in self.fields or etype in self.event_types) and extra is not None
-        if categories and routable:
+        if routable and (categories or self.routes_untagged):
             assert extra is not None
             chosen = categories if self.multi_category == "all" else categories[:1]
+            chosen = chosen or (UNTAGGED,)
             topics = tuple(dict.fromkeys(self._render(c, etype, extra) for c in chosen))
             return Route(topics, ROUTED, headers)
         if self.default_topic:

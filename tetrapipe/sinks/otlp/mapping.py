@@ -12,7 +12,7 @@ and from the plain dicts otherwise; anything derived from a small set of
 values (severity per category set, image name/tag split, container id
 prefix) is memoised in bounded dicts.
 
-Peer attributes: tetrapipe.sinks.otlp.peer_attributes.
+Address and peer attributes of a connection: tetrapipe.sinks.otlp.peer_attributes.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 from tetrapipe.event.envelope import Envelope
 from tetrapipe.formats.base import Format
-from tetrapipe.sinks.otlp.peer_attributes import AttributeGroup, PeerAttributes
+from tetrapipe.sinks.otlp.peer_attributes import AttributeGroup, PeerAttributes, address_attributes
 
 # OTLP SeverityNumber values (logs data model) for the texts users may configure.
 SEVERITIES: dict[str, int] = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "ERROR": 17, "FATAL": 21}
@@ -274,7 +274,7 @@ class LogMapper:
         self.body_mode = body_mode
         self.format = fmt  # None: the output contract (what the processor rendered); else its record, as a string
         self._event_names: dict[str, str] = {}
-        self._peer, self._source = PeerAttributes("tetrapipe.peer."), PeerAttributes("tetrapipe.source.")
+        self._peer, self._source = PeerAttributes("destination"), PeerAttributes("source")
 
     def resource_key(self, env: Envelope) -> tuple[str | None, str | None]:
         """(node_name, cluster_name): records sharing it share one ResourceLogs."""
@@ -339,6 +339,7 @@ class LogMapper:
             out.append(("network.peer.address", egress.daddr))
             if egress.dport is not None:
                 out.append(("network.peer.port", egress.dport))
+            address_attributes(out, egress, body)
             transport = _transport(body)
             if transport:
                 out.append(("network.transport", transport))
