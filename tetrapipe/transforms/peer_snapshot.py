@@ -18,6 +18,7 @@ Contract:
 """
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,18 @@ class Snapshot:
         """Read the file into the index (see the module docstring); returns how many objects it holds."""
         if self.path is None:
             return 0
-        records, skipped = convert(read_items(self.path), self.labels)
+        # Without the cyclic GC while loading: the document and the records are acyclic, and the collections
+        # their allocations would trigger cost more than the rest (10k pods: 0.47 -> 0.29 s).
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            return self._load(self.path)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _load(self, path: str) -> int:
+        records, skipped = convert(read_items(path), self.labels)
         index = self.index
         uids: dict[str, set[str]] = {k: set() for k in _INDEX_KIND.values()}
         for kind, rec in records:
