@@ -4,12 +4,19 @@ Usage:  .venv/bin/python benchmarks/peers.py [--pods 10000] [--services 1000] [-
         .venv/bin/python benchmarks/peers.py --memory --pods 100000 --services 10000
         .venv/bin/python benchmarks/peers.py --sinks [--events 40000] [--rounds 7]   # benchmarks/peer_sinks.py
         .venv/bin/python benchmarks/peers.py --write-config DIR [--pods 10000] [--services 1000]
+        .venv/bin/python benchmarks/peers.py --write-snapshot DIR [--pods 10000] [--services 1000]
 
 --write-config writes DIR/peers.yaml (a static file naming N pod addresses in 10.244/16 and M service addresses
 in 10.96/12, where benchmarks/throughput.py's corpus connects: the "index of 10k pods and 1k services loaded from
 a file" of issue 14) and DIR/tetrapipe.yaml using it, for a whole-run measurement with the resolver on, e.g.
     .venv/bin/python benchmarks/compare_trees.py . . --mix default --rounds 11 \
         --before-flag=--no-peers-learn --after-flag=--config=DIR/tetrapipe.yaml
+
+--write-snapshot writes DIR/snapshot.json instead: the same addresses as a Kubernetes List (`peers.snapshot`,
+what `kubectl get pods,services,endpointslices,nodes -A -o json` writes): N pods in Deployments of 10 (owner
+ReplicaSet, pod-template-hash), M services each with an EndpointSlice of one Deployment's pods, 1 node per 100
+pods in 172.16/12 (also where the corpus connects) — the API index the issue means — and DIR/tetrapipe.yaml
+using it (`peers: {snapshot: ...}`); prints the seconds a resolver takes to load it.
 
 Lookup: an index of N pods (Deployments of 10 pods, 3 labels + pod-template-hash, owner references, two IPs
 for 1 pod in 10), M services (each with an EndpointSlice of its workload's pods), 1 node per 100 pods, and
@@ -231,6 +238,45 @@ def write_config(directory: str, pods: int, services: int) -> None:
     print(f"wrote {out / 'peers.yaml'} ({len(entries)} entries) and {out / 'tetrapipe.yaml'}")
 
 
+def write_snapshot(directory: str, pods: int, services: int) -> None:
+    """A Kubernetes List of pods, services, EndpointSlices and nodes at the corpus's addresses (see the docstring)."""
+    rng = random.Random(0)
+    pod_ips = rng.sample([f"10.244.{a}.{b}" for a in range(1, 255) for b in range(1, 255)], pods)
+    service_ips = rng.sample([f"10.96.{a}.{b}" for a in range(1, 255) for b in range(1, 255)], services)
+    node_ips = rng.sample([f"172.{c}.{a}.{b}" for c in range(16, 32) for a in range(1, 255) for b in (1, 2)],
+                          max(1, pods // 100))
+    items = [node(f"node-{n}", internal_ip=a, uid=uid(rng), created=CREATED) for n, a in enumerate(node_ips)]
+    deployments = max(1, pods // 10)
+    members: dict[int, dict[str, str | None]] = {}
+    for i, pip in enumerate(pod_ips):
+        d = i % deployments
+        name, tmpl, ns = f"app-{d}", f"{d:08x}"[-8:], f"ns-{d % 50}"
+        pname = f"{name}-{tmpl}-{i:05x}"
+        items.append(pod(pname, ns, owner=("ReplicaSet", f"{name}-{tmpl}"), node=f"node-{i % len(node_ips)}",
+                         labels={"app": name, "app.kubernetes.io/name": name, "pod-template-hash": tmpl},
+                         uid=uid(rng), created=CREATED, ip=pip, ports=(8080,)))
+        members.setdefault(d, {})[pip] = pname
+    items.append(service("kubernetes", "default", cluster_ip="10.96.0.1", uid=uid(rng), created=CREATED, port=443))
+    for s, sip in enumerate(service_ips):
+        d = s % deployments
+        items.append(service(f"svc-{s}", f"ns-{d % 50}", cluster_ip=sip, selector={"app": f"app-{d}"},
+                             labels={"app": f"app-{d}"}, uid=uid(rng), created=CREATED))
+        items.append(endpoint_slice(f"svc-{s}-{d:05x}", f"svc-{s}", f"ns-{d % 50}", targets=members[d], uid=uid(rng)))
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "snapshot.json"
+    path.write_bytes(orjson.dumps({"apiVersion": "v1", "kind": "List", "items": items,
+                                   "metadata": {"resourceVersion": ""}}))
+    (out / "tetrapipe.yaml").write_text(orjson.dumps({"peers": {"snapshot": str(path)}}).decode())
+    loads = []
+    for _ in range(5):
+        start = time.perf_counter()
+        PeerResolver(PeerConfig(kubernetes=False, learn=False, snapshot=str(path)))
+        loads.append(time.perf_counter() - start)
+    print(f"wrote {path} ({len(items)} items, {path.stat().st_size / 2**20:.1f} MiB) and {out / 'tetrapipe.yaml'}; "
+          f"loading it: {statistics.median(loads):.3f} s (median of 5, wall)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pods", type=int, default=10_000)
@@ -239,6 +285,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--memory", action="store_true", help="measure the index's memory instead of lookups")
     ap.add_argument("--write-config", metavar="DIR", help="write a static index and a config using it, then exit")
+    ap.add_argument("--write-snapshot", metavar="DIR", help="write a Kubernetes List snapshot and a config using it")
     ap.add_argument("--sinks", action="store_true", help="the peer's cost in the Kafka and OTLP sinks "
                                                          "(benchmarks/peer_sinks.py; its own flags follow)")
     args, rest = ap.parse_known_args()
@@ -250,6 +297,9 @@ def main() -> int:
         ap.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.write_config:
         write_config(args.write_config, args.pods, args.services)
+        return 0
+    if args.write_snapshot:
+        write_snapshot(args.write_snapshot, args.pods, args.services)
         return 0
     (bench_memory if args.memory else bench_lookup)(args)
     return 0

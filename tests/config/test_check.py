@@ -133,3 +133,20 @@ def test_a_bad_filter_of_a_sinks_entry_is_reported_when_every_entry_decodes(tmp_
                                "    redaction: [{redact: ['(']}]\n")
     where = tmp_path / "c.yaml"
     assert len(problems) == 1 and problems[0].startswith(f"{where}:5: sinks[1].redaction[0].redact[0]"), problems
+
+
+def test_a_malformed_peers_snapshot_item_is_reported_by_check_config_and_refused_at_start(tmp_path: Path) -> None:
+    import argparse
+
+    from tetrapipe.cli.run import build_peers
+
+    snapshot = tmp_path / "snapshot.json"
+    snapshot.write_text('{"kind": "List", "items": [{"kind": "Node", "metadata": {"name": "n"}}, {"kind": "Pod"}]}')
+    problems = check(tmp_path, f"peers:\n  snapshot: {snapshot}\n")
+    assert len(problems) == 1 and "peers.snapshot: items[1]: Pod: metadata.name missing" in problems[0], problems
+    with pytest.raises(ConfigFileError, match=r"^peers\.snapshot: items\[1\]: Pod: metadata\.name missing$"):
+        build_peers(argparse.Namespace(), load_config(str(tmp_path / "c.yaml")).peers)
+    snapshot.write_text('{"kind": "List", "items": [{"kind": "Node", "metadata": {"name": "n"}}]}')
+    assert check(tmp_path, f"peers:\n  snapshot: {snapshot}\n") == []
+    peers = build_peers(argparse.Namespace(), load_config(str(tmp_path / "c.yaml")).peers)
+    assert peers is not None and peers.resolver.snapshot.objects == 1

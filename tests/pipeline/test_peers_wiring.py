@@ -174,3 +174,30 @@ async def test_sighup_reloads_the_static_file(processor: Processor, static_file:
     await reloader.reload()
     assert messages[-1][0] == "error" and tp(run(proc, [event])[0])["peer"]["name"] == "partner"
     await asyncio.sleep(0)
+
+
+async def test_sighup_reloads_the_snapshot(processor: Processor, tmp_path: Path) -> None:
+    from tests.k8s.objects import pod
+
+    def write(*items: dict) -> None:  # type: ignore[type-arg]
+        path.write_bytes(orjson.dumps({"kind": "List", "items": list(items)}))
+
+    path = tmp_path / "snapshot.json"
+    db = pod("db-0", "shop", owner=("StatefulSet", "db"), uid="u-db", created="2024-05-14T08:00:00Z", ip="10.244.9.9")
+    write(db)
+    proc = with_peers(processor, snapshot=str(path), learn=False)
+    loaded = Loaded(Config(), processor.tagger, processor.classifier)
+    messages: list[tuple[str, str]] = []
+    reloader = Reloader(lambda: loaded, loaded, proc, peers=proc.peers, log=lambda lv, m: messages.append((lv, m)))
+    event = tetragon_connect("shop", "web-1", saddr="10.244.1.5", daddr="10.244.9.9", dport=5432)
+    peer = tp(run(proc, [event])[0])["peer"]
+    assert (peer["name"], peer["workload"], peer["workload_kind"], peer["via"]) == ("db-0", "db", "StatefulSet", "api")
+    write(db, {"kind": "Pod", "metadata": {}})
+    await reloader.reload()
+    assert messages[-1][0] == "error" and "peers.snapshot: items[1]: Pod: metadata.name missing" in messages[-1][1]
+    assert tp(run(proc, [event])[0])["peer"]["name"] == "db-0"
+    write(pod("db-1", "shop", owner=("StatefulSet", "db"), uid="u-db1", created="2024-05-14T08:00:00Z",
+              ip="10.244.9.9"))
+    assert await reloader.reload()
+    assert messages[-1] == ("info", "reloaded peers snapshot: 1 objects")
+    assert tp(run(proc, [event])[0])["peer"]["name"] == "db-1"

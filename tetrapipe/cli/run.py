@@ -42,6 +42,7 @@ from tetrapipe.sinks.base import SinkContext
 from tetrapipe.sinks.stdout import StdoutSink
 from tetrapipe.sources.kafka.config import KafkaSourceEntry
 from tetrapipe.sources.stream import StdinSourceConfig
+from tetrapipe.transforms.peer_snapshot import SnapshotError
 from tetrapipe.transforms.peer_static import StaticPeersError
 from tetrapipe.transforms.peers import PeerResolver
 
@@ -174,6 +175,8 @@ def build_peers(args: argparse.Namespace, section: Any) -> Peers | None:
         resolver = PeerResolver(cfg)
     except StaticPeersError as exc:
         raise ConfigFileError(f"peers.static_file: {exc}") from None
+    except SnapshotError as exc:
+        raise ConfigFileError(f"peers.snapshot: {exc}") from None
     watch = None
     if cfg.kubernetes:
         from tetrapipe.clients.kube_peers import KubePeerWatch

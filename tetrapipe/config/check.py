@@ -31,6 +31,7 @@ from tetrapipe.config.root import (
     build_filters,
     build_peer_config,
     build_tagger,
+    check_peer_snapshot,
 )
 from tetrapipe.rules.library import SAFE_LOADER
 from tetrapipe.sinks.kafka.config import KafkaSinkConfig
@@ -120,6 +121,7 @@ _BUILTIN_CHECKS: tuple[Check, ...] = (
     build_filters,
     lambda c: build_classifier(c.egress, c.egress.pod_cidrs, c.egress.service_cidrs),
     lambda c: build_peer_config(c.peers),
+    lambda c: check_peer_snapshot(c.peers),
 )
 
 

@@ -34,6 +34,7 @@ Layout (every section optional; `tetrapipe run` needs no file at all):
       learn: true       # learn pod addresses from the stream's own source addresses (--no-peers-learn: off)
       learn_idle: 600
       static_file: FILE # address -> peer table, re-read on SIGHUP
+      snapshot: FILE    # kubectl get pods,services,endpointslices,nodes -A -o json: the API's view, from a file
       labels: [app.kubernetes.io/name, ...]
       grace: 60
       kubernetes: {enabled: false, kubeconfig: FILE, context: NAME, node_name: NODE, require_sync: true}
@@ -79,6 +80,8 @@ from tetrapipe.transforms.filter_stage import (
     Stage,
     compile_sink_stage,
 )
+from tetrapipe.transforms.peer_model import LabelPicker
+from tetrapipe.transforms.peer_snapshot import SnapshotError, convert, read_items
 from tetrapipe.transforms.peers import PeerConfig
 from tetrapipe.transforms.redact_view import view_for
 from tetrapipe.transforms.tag import Tagger
@@ -125,6 +128,7 @@ class PeersConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
     learn: bool | None = None
     learn_idle: Annotated[float, msgspec.Meta(ge=0)] = 600.0
     static_file: str | None = None
+    snapshot: str | None = None  # a Kubernetes List file, read at start and on SIGHUP (offline replay)
     labels: list[str] | None = None  # None: the default label keys
     grace: Annotated[float, msgspec.Meta(ge=0)] = 60.0
     kubernetes: PeersKubernetesConfig = msgspec.field(default_factory=PeersKubernetesConfig)
@@ -142,18 +146,28 @@ def build_peer_config(peers: PeersConfig, *, learn: bool | None = None, kubernet
     learn = peers.learn if learn is None else learn
     learn = learn_default if learn is None else learn
     watch = kube.enabled if kubernetes is None else kubernetes
-    if not (learn or watch or peers.static_file):
+    if not (learn or watch or peers.static_file or peers.snapshot):
         return None
     values: dict[str, object] = {"learn": learn, "learn_idle": peers.learn_idle, "grace": peers.grace,
                                  "kubernetes": watch, "kubeconfig": kube.kubeconfig, "context": kube.context,
                                  "node_name": kube.node_name or environ.get("NODE_NAME") or None,
-                                 "require_sync": kube.require_sync, "static_file": peers.static_file}
+                                 "require_sync": kube.require_sync, "static_file": peers.static_file,
+                                 "snapshot": peers.snapshot}
     if peers.labels is not None:
         values["labels"] = peers.labels
     try:
         return PeerConfig.from_mapping(values)
     except ValueError as exc:
         raise ConfigFileError(str(exc)) from None
+
+
+def check_peer_snapshot(peers: PeersConfig) -> None:
+    """check-config: the `peers.snapshot` file reads and every item converts (the run loads it the same way)."""
+    if peers.snapshot:
+        try:
+            convert(read_items(peers.snapshot), LabelPicker())
+        except SnapshotError as exc:
+            raise ConfigFileError(f"peers.snapshot: {exc}") from None
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):

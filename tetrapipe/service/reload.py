@@ -18,9 +18,9 @@ Contract:
 - the filters, redaction, rate limits and dedup (top level and per sink) are recompiled and
   swapped in with the rest (tetrapipe.pipeline.filtering); their rate-limit/dedup state restarts;
 - reloads are serialised: a SIGHUP during a reload runs once more after it.
-- the peer resolver's static file (`peers.static_file`) is re-read too; an
-  invalid one is rejected with its own log line and the old table stays (the
-  rest of the reload still applies).  Other `peers:` options apply at restart.
+- the peer resolver's static file (`peers.static_file`) and snapshot (`peers.snapshot`) are
+  re-read too; an invalid one is rejected with its own log line and the old table / index stays
+  (the rest of the reload still applies).  Other `peers:` options apply at restart.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from tetrapipe.logs import emit
 from tetrapipe.pipeline.processor import Processor
 from tetrapipe.pipeline.stats import Stats
 from tetrapipe.transforms.classify import Classifier
+from tetrapipe.transforms.peer_snapshot import SnapshotError
 from tetrapipe.transforms.peer_static import StaticPeersError
 from tetrapipe.transforms.peers import PeerResolver
 from tetrapipe.transforms.tag import Tagger
@@ -118,6 +119,14 @@ class Reloader:
         return True
 
     def _reload_peers(self) -> None:
+        if self.peers is not None and self.peers.snapshot.path is not None:
+            try:
+                objects = self.peers.reload_snapshot()  # between two batches: the index is read only there
+            except SnapshotError as exc:
+                self.stats.reloads["failed"] += 1
+                self._say("error", f"peers snapshot rejected, the index stays as it was: peers.snapshot: {exc}")
+            else:
+                self._say("info", f"reloaded peers snapshot: {objects} objects")
         if self.peers is None or self.peers.static.path is None:
             return
         try:
@@ -144,7 +153,8 @@ class Reloader:
         if _outputs(config) != _outputs(old):
             return "; the kafka/otlp sections changed, which applies only at restart"
         if config.peers != old.peers:
-            return "; the peers section changed, which applies only at restart (its static file was re-read)"
+            return ("; the peers section changed, which applies only at restart "
+                    "(its static file and snapshot were re-read)")
         return ""
 
 

@@ -34,6 +34,7 @@ from typing import Any
 from tetrapipe.transforms.peer_index import ApiIndex
 from tetrapipe.transforms.peer_learned import LearnedIndex, PodOf, pod_itself
 from tetrapipe.transforms.peer_model import DEFAULT_LABELS, LabelPicker, Peer, canonical_ip
+from tetrapipe.transforms.peer_snapshot import Snapshot
 from tetrapipe.transforms.peer_static import StaticPeers
 
 Resolution = tuple[Peer | None, Peer | None]
@@ -62,6 +63,7 @@ class PeerConfig:
     learn_conflict: float = 30.0
     learn_max: int = 200_000
     static_file: str | None = None
+    snapshot: str | None = None  # a Kubernetes List file (kubectl get ... -o json) loaded into the API index
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None) -> PeerConfig:
@@ -146,6 +148,8 @@ class PeerResolver:
                                     max_entries=config.learn_max, clock=clock) if config.learn else None
         self._learned_by_ip = self.learned.by_ip if self.learned is not None else None  # never rebound
         self.static = StaticPeers(config.static_file)
+        self.snapshot = Snapshot(config.snapshot, self.api, self.labels)
+        self.snapshot.load()  # raises SnapshotError naming the item
         self._canon: dict[str, str | None] = {}
         self.resolved = 0  # destinations looked up (per-source hit counts would cost the hot path a dict update)
         self.unknown = 0
@@ -283,6 +287,10 @@ class PeerResolver:
         """Re-read the static file (raises StaticPeersError and keeps the old table when it is invalid)."""
         return self.static.reload()
 
+    def reload_snapshot(self) -> int:
+        """Re-read the snapshot file (raises SnapshotError and keeps the index as it was when it is invalid)."""
+        return self.snapshot.load()
+
     def stats(self) -> dict[str, Any]:
         """Index sizes and counters (the lead maps them to Prometheus gauges/counters)."""
         learned = self.learned
@@ -290,4 +298,5 @@ class PeerResolver:
                 "learned_conflicts": learned.conflicts if learned is not None else 0,
                 "learned_dropped": learned.dropped if learned is not None else 0,
                 "static": len(self.static), "static_reloads": self.static.reloads,
+                "snapshot": self.snapshot.objects, "snapshot_loads": self.snapshot.loads,
                 "resolved": self.resolved, "unknown": self.unknown}
