@@ -201,3 +201,10 @@ async def test_sighup_reloads_the_snapshot(processor: Processor, tmp_path: Path)
     assert await reloader.reload()
     assert messages[-1] == ("info", "reloaded peers snapshot: 1 objects")
     assert tp(run(proc, [event])[0])["peer"]["name"] == "db-1"
+
+
+def test_snapshot_and_the_kubernetes_watch_exclude_each_other() -> None:
+    """They would share one index: a relist drops the snapshot's objects, a snapshot reload the API's."""
+    with pytest.raises(ConfigFileError, match="exclude each other"):
+        build_peer_config(PeersConfig(snapshot="cluster.json"), kubernetes=True)
+    assert build_peer_config(PeersConfig(snapshot="cluster.json"), kubernetes=False) is not None

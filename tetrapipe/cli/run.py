@@ -186,7 +186,6 @@ def build_peers(args: argparse.Namespace, section: Any) -> Peers | None:
     return Peers(resolver, watch)
 
 
-
 def _warn_without_cidrs(args: argparse.Namespace, config: Any) -> None:
     """One WARNING when no pod or service CIDR is known: in-cluster addresses would look external."""
     pods = resolve_cidrs(args.pod_cidr, "POD_CIDR", config.egress.pod_cidrs)

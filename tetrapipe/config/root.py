@@ -148,6 +148,9 @@ def build_peer_config(peers: PeersConfig, *, learn: bool | None = None, kubernet
     watch = kube.enabled if kubernetes is None else kubernetes
     if not (learn or watch or peers.static_file or peers.snapshot):
         return None
+    if watch and peers.snapshot:  # one index: a relist would drop the snapshot's objects, a reload the API's
+        raise ConfigFileError("peers.snapshot and the Kubernetes watch (peers.kubernetes.enabled, "
+                              "--peers-kubernetes) exclude each other: the snapshot stands in for the API")
     values: dict[str, object] = {"learn": learn, "learn_idle": peers.learn_idle, "grace": peers.grace,
                                  "kubernetes": watch, "kubeconfig": kube.kubeconfig, "context": kube.context,
                                  "node_name": kube.node_name or environ.get("NODE_NAME") or None,
