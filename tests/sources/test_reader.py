@@ -7,8 +7,19 @@ import contextlib
 import os
 import threading
 import time
+from typing import Any
 
 from tetrapipe.sources.reader import ThreadedReader
+
+
+def run_in_own_loop(coro: Any) -> Any:
+    """Run `coro` in a loop of its own, then close it.  Not asyncio.run: that also unsets the thread's
+    current loop, dropping (unclosed) a loop an earlier async test left set under old pytest-asyncio."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
 
 
 def test_reads_chunks_then_end_of_input() -> None:
@@ -24,7 +35,7 @@ def test_reads_chunks_then_end_of_input() -> None:
         return chunks
 
     try:
-        assert asyncio.run(read_all()) == [b"abc\n", b""]
+        assert run_in_own_loop(read_all()) == [b"abc\n", b""]
     finally:
         os.close(read_end)
 
@@ -46,7 +57,7 @@ def test_data_arriving_after_the_loop_closed_raises_nothing_in_the_thread() -> N
             await pending
 
     try:
-        asyncio.run(wait_then_stop())  # closes the loop with the reader's waiter still registered
+        run_in_own_loop(wait_then_stop())  # closes the loop with the reader's waiter still registered
         os.write(write_end, b"late\n")  # the thread wakes up and tries to resolve the waiter
         for _ in range(200):  # bounded: until the chunk is queued and the thread has called _wake
             if not reader._chunks.empty():  # noqa: SLF001 - the test observes the hand-over
