@@ -5,7 +5,11 @@ that holds on a shared, noisy machine (user+sys CPU of the child, not wall time)
     .venv/bin/python benchmarks/compare_trees.py /tmp/before . --mix default --mix production
 
 A checkout from before the restructure (issue 11) has no `tetrapipe` package: its module is
-`pipeline.cli`, found automatically.  Each tree runs its own code (cwd and PYTHONPATH = the tree).
+`pipeline.cli`, found automatically.
+
+`--per-event`: each round also runs both sides on an empty input with the same flags, and each
+side's ratio is taken on CPU time minus that start-up (module imports, config, a peers snapshot
+load...): the marginal cost per event, which a long-running worker pays, apart from the fixed cost.  Each tree runs its own code (cwd and PYTHONPATH = the tree).
 """
 
 from __future__ import annotations
@@ -48,21 +52,33 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--before-flag", action="append", default=[], help="extra flag for the before tree's run")
     parser.add_argument("--after-flag", action="append", default=[], help="extra flag for the after tree's run")
+    parser.add_argument("--per-event", action="store_true", help="subtract each side's start-up (an empty input)")
     args = parser.parse_args()
     for mix in args.mix or ["default", "production"]:
         with tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False) as f:
             for line in synth.generate(args.events, seed=42, mix=MIXES[mix]):
                 f.write(line + b"\n")
         times: dict[str, list[float]] = {"before": [], "after": []}
+        if args.per_event:
+            times.update({"before start-up": [], "after start-up": []})
         try:
             for _ in range(args.rounds):
                 times["before"].append(cpu_seconds(args.before.resolve(), f.name, args.before_flag))
                 times["after"].append(cpu_seconds(args.after.resolve(), f.name, args.after_flag))
+                if args.per_event:
+                    times["before start-up"].append(cpu_seconds(args.before.resolve(), os.devnull, args.before_flag))
+                    times["after start-up"].append(cpu_seconds(args.after.resolve(), os.devnull, args.after_flag))
         finally:
             os.unlink(f.name)
         med = {k: statistics.median(v) for k, v in times.items()}
-        print(f"{mix}: " + ", ".join(f"{k} {med[k]:.3f} s CPU ({', '.join(f'{x:.2f}' for x in v)})"
-                                     for k, v in times.items()) + f"; after/before {med['after'] / med['before']:.3f}")
+        line = f"{mix}: " + ", ".join(f"{k} {med[k]:.3f} s CPU ({', '.join(f'{x:.2f}' for x in v)})"
+                                      for k, v in times.items()) + f"; after/before {med['after'] / med['before']:.3f}"
+        if args.per_event:
+            per = {side: statistics.median(a - b for a, b in zip(times[side], times[f"{side} start-up"], strict=True))
+                   / args.events * 1e6 for side in ("before", "after")}
+            line += (f"; per event (start-up subtracted, median of rounds): before {per['before']:.2f} µs, "
+                     f"after {per['after']:.2f} µs, after/before {per['after'] / per['before']:.3f}")
+        print(line)
     return 0
 
 

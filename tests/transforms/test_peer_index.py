@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.k8s.objects import endpoint_slice, node, pod, service
 from tetrapipe.transforms.peer_index import NOBODY, ApiIndex
@@ -214,3 +218,18 @@ def test_dual_stack_pod_and_address_forms(index: ApiIndex) -> None:
     assert canonical_ip("::ffff:10.244.11.1") == "10.244.11.1"
     assert canonical_ip("fe80::1%eth0") == "fe80::1"
     assert canonical_ip("not-an-ip") is None
+
+
+_octet = st.one_of(st.integers(0, 999).map(str), st.integers(0, 99).map(lambda n: f"0{n}"),
+                   st.sampled_from(["", "-1", "١", "1 ", "0x1"]))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(_octet, min_size=3, max_size=5).map(".".join))
+def test_canonical_ip_fast_path_agrees_with_ipaddress(text: str) -> None:
+    """The dotted-quad fast path returns exactly what ipaddress would (leading zeros, ranges, non-ASCII digits)."""
+    try:
+        want: str | None = str(ipaddress.ip_address(text))
+    except ValueError:
+        want = None
+    assert canonical_ip(text) == want
