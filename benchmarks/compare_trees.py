@@ -5,11 +5,11 @@ that holds on a shared, noisy machine (user+sys CPU of the child, not wall time)
     .venv/bin/python benchmarks/compare_trees.py /tmp/before . --mix default --mix production
 
 A checkout from before the restructure (issue 11) has no `tetrapipe` package: its module is
-`pipeline.cli`, found automatically.
+`pipeline.cli`, found automatically.  Each tree runs its own code (cwd and PYTHONPATH = the tree).
 
 `--per-event`: each round also runs both sides on an empty input with the same flags, and each
 side's ratio is taken on CPU time minus that start-up (module imports, config, a peers snapshot
-load...): the marginal cost per event, which a long-running worker pays, apart from the fixed cost.  Each tree runs its own code (cwd and PYTHONPATH = the tree).
+load...): the marginal cost per event, which a long-running worker pays, apart from the fixed cost.
 """
 
 from __future__ import annotations

@@ -36,7 +36,8 @@ _intern = sys.intern
 
 # A dotted quad without leading zeros is already canonical: most addresses (the API's, a snapshot's) are,
 # and ipaddress costs ~15 µs per address (a 10k-pod snapshot's load).
-_CANONICAL_V4 = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])").fullmatch
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # [0-9], not \d: str patterns match any Unicode digit
+_CANONICAL_V4 = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}").fullmatch
 
 
 def canonical_ip(text: str) -> str | None:
