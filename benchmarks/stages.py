@@ -1,6 +1,7 @@
 """Where `tetrapipe run`'s time per event goes, stage by stage, in one process (no threads, no I/O).
 
 Usage:  .venv/bin/python benchmarks/stages.py [--mix default|production|tag-heavy] [--events 60000] [--rounds 3]
+        .venv/bin/python benchmarks/stages.py --peers SNAPSHOT [--mix default] [--rounds 15]
 
 The corpus (benchmarks/mixes.py) is cut into 1 MiB reads as the stdin source does; each read
 goes through the stages of the run loop in turn, each timed on its own:
@@ -15,12 +16,20 @@ goes through the stages of the run loop in turn, each timed on its own:
 Printed: µs per event per stage, best of the rounds (the least disturbed by other load on a shared
 machine), and the total.  A profile for choosing what to work on, not a throughput figure: the
 start-up, the reader and writer threads and the event loop are not in it (throughput.py has those).
+
+`--peers SNAPSHOT` (a file from `benchmarks/peers.py --write-snapshot DIR`): instead, the process and
+format stages only (the stages a peer resolver touches), in interleaved rounds, with no resolver, with
+learning alone, with the snapshot in the API index (learning off), and with both — each resolver built
+once before the rounds (its load is start-up, not a per-event cost), the learned index carried over
+from round to round as in a long run.  Printed: the thread CPU time per event (median and best of the
+rounds) and the difference from no resolver, which is the resolver's per-event cost.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import statistics
 import sys
 import tempfile
 import time
@@ -41,6 +50,7 @@ from tetrapipe.pipeline.stats import Stats  # noqa: E402
 from tetrapipe.rules.library import load_library  # noqa: E402
 from tetrapipe.sources.stream import StdinSource  # noqa: E402
 from tetrapipe.transforms.classify import Classifier  # noqa: E402
+from tetrapipe.transforms.peers import PeerConfig, PeerResolver  # noqa: E402
 from tetrapipe.transforms.tag import Tagger  # noqa: E402
 
 STAGES = ("split", "process", "stats", "format", "free")
@@ -91,20 +101,64 @@ def one_round(chunks: list[bytes]) -> tuple[dict[str, float], int]:
     return spent, source._line
 
 
+def process_and_format(chunks: list[bytes], tagger: Tagger, peers: PeerResolver | None) -> float:
+    """Thread CPU seconds per event of Processor.process and the stdout format over the corpus."""
+    source = StdinSource()
+    processor = Processor(tagger, Classifier(pod_cidrs=["10.244.0.0/16"], service_cidrs=["10.96.0.0/12"]),
+                          LineDecoder(), peers=peers)
+    fmt, spent = TetrapipeFormat(), 0
+    for chunk in chunks:
+        lines = source.splitter.feed(chunk)
+        batch = source._batch(lines, len(chunk), source.splitter.oversized)
+        t0 = time.thread_time_ns()
+        processor.process(batch)
+        out = fmt.lines(batch.good)
+        spent += time.thread_time_ns() - t0
+        del batch, out
+    return spent / 1e9 / source._line
+
+
+def compare_peers(chunks: list[bytes], snapshot: str, rounds: int) -> None:
+    snap = {"kubernetes": False, "snapshot": snapshot}
+    resolvers: dict[str, PeerResolver | None] = {
+        "no resolver": None, "learning": PeerResolver(PeerConfig(kubernetes=False)),
+        "snapshot": PeerResolver(PeerConfig(learn=False, **snap)),
+        "snapshot+learning": PeerResolver(PeerConfig(**snap))}
+    tagger = Tagger(load_library())
+    tune()
+    times: dict[str, list[float]] = {k: [] for k in resolvers}
+    for _ in range(rounds):
+        for name, resolver in resolvers.items():
+            times[name].append(process_and_format(chunks, tagger, resolver) * 1e6)
+    base, best = statistics.median(times["no resolver"]), min(times["no resolver"])
+    print(f"process + format, µs/event (thread CPU), {rounds} interleaved rounds:")
+    for name, xs in times.items():
+        med = statistics.median(xs)
+        print(f"  {name:18s} median {med:6.2f} ({med - base:+.2f})   best {min(xs):6.2f} ({min(xs) - best:+.2f})")
+
+
+def tune() -> None:
+    gc.collect()  # as tetrapipe.cli.run.tune_gc does at start-up
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mix", choices=sorted(MIXES), default="default")
     parser.add_argument("--events", type=int, default=60_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--peers", metavar="SNAPSHOT", help="compare peer resolvers instead (see above)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "events.jsonl"
         write_corpus(corpus, args.events, args.mix)
         data = corpus.read_bytes()
     chunks = [data[i:i + (1 << 20)] for i in range(0, len(data), 1 << 20)]
-    gc.collect()  # as tetrapipe.cli.run.tune_gc does at start-up
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    if args.peers:
+        compare_peers(chunks, args.peers, args.rounds)
+        return 0
+    tune()
     best: dict[str, float] = {}
     lines = 0
     for _ in range(args.rounds):

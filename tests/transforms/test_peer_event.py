@@ -13,7 +13,7 @@ from tests.k8s.objects import pod, tetragon_connect
 from tetrapipe.event.decode import LineDecoder
 from tetrapipe.transforms.classify import Classifier
 from tetrapipe.transforms.peer_event import resolve_decoded
-from tetrapipe.transforms.peer_model import pod_record
+from tetrapipe.transforms.peer_model import canonical_ip, pod_record
 from tetrapipe.transforms.peers import PeerConfig, PeerResolver
 
 CLASSIFY = Classifier(pod_cidrs=["10.244.0.0/16"], service_cidrs=["10.96.0.0/12"]).classify
@@ -88,19 +88,22 @@ def test_lean_path_learns_what_the_mapping_path_learns(claims: list[tuple[str, i
         assert lean.resolve(f"10.244.0.{host}")[0] == plain.resolve(f"10.244.0.{host}")[0]
 
 
-_ADDRESSES = st.sampled_from(["10.244.0.1", "10.244.0.2", "10.40.0.9", "fd00::1", "127.0.0.1", "10.96.0.10"])
+_ADDRESSES = st.sampled_from(["10.244.0.1", "10.244.0.2", "10.40.0.9", "fd00::1", "FD00:0::1", "127.0.0.1", "10.96.0.10",
+                             "not:an-address"])
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(_ADDRESSES, _ADDRESSES, st.sampled_from(["a", "b", None]), st.booleans()),
-                min_size=1, max_size=25))
+                min_size=1, max_size=25), st.booleans())
 def test_the_inlined_paths_answer_what_the_general_lookup_answers(
-        tmp_path_factory: Any, events: list[tuple[str, str, str | None, bool]]) -> None:
-    """resolve_seen's fast paths against lookup() and LearnedIndex.learn, the general path, on one sequence."""
+        tmp_path_factory: Any, events: list[tuple[str, str, str | None, bool]], with_static: bool) -> None:
+    """resolve_seen's fast paths against lookup() and LearnedIndex.learn, the general path, on one sequence
+    (two pods claiming one address within seconds make it a rival's: with and without a static file)."""
     static = tmp_path_factory.mktemp("static") / "peers.yaml"
-    static.write_text("peers:\n  - {cidr: 10.40.0.0/16, name: corp, kind: database}\n")
-    fast = PeerResolver(PeerConfig(kubernetes=False, static_file=str(static)))
-    slow = PeerResolver(PeerConfig(kubernetes=False, static_file=str(static)))
+    static.write_text("peers:\n  - {cidr: 10.40.0.0/16, name: corp, kind: database}\n  - {cidr: 10.244.0.0/16, name: pods}\n")
+    file = str(static) if with_static else None
+    fast = PeerResolver(PeerConfig(kubernetes=False, static_file=file))
+    slow = PeerResolver(PeerConfig(kubernetes=False, static_file=file))
     for r in (fast, slow):
         r.api.upsert_pod(pod_record(pod("api-pod", "x", uid="u", created="2024-05-14T09:00:00Z", ip="10.96.0.10"),
                                     r.labels))
@@ -110,7 +113,9 @@ def test_the_inlined_paths_answer_what_the_general_lookup_answers(
         want_peer = slow.lookup(daddr, 443)
         source = slow.lookup(saddr)
         if name and owned and (source is None or source["via"] in ("learned", "static")):
-            slow.learned.learn(saddr if ":" not in saddr else "fd00::1", {"namespace": "ns", "name": name})  # type: ignore[union-attr]
+            key = canonical_ip(saddr)
+            if key is not None:
+                slow.learned.learn(key, {"namespace": "ns", "name": name})  # type: ignore[union-attr]
         if source is not None and name and source["kind"] == "pod" and source["name"] == name \
                 and source.get("namespace") == "ns":
             source = None

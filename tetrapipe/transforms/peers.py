@@ -200,39 +200,50 @@ class PeerResolver:
         learned index asks ``pod_of(event)`` for the whole ``process.pod`` only for a pod it has not
         seen yet. ``learn=False``: ``saddr`` is not the pod's own (e.g. an ``skb_arg``'s)."""
         # Inlined, for both addresses: the API index's common case (one holder, never ended, not a node), an
-        # IPv4 address nobody knows, and the source address a pod already learned at — a method call is a
-        # noticeable part of the budget (issue 14: the resolver may cost 10 % of an event's time).
+        # address nobody knows, and the source address a pod already learned at — a method call is a
+        # noticeable part of the budget (issue 14: the resolver may cost 10 % of an event's time). An IPv6
+        # (or scoped, or IPv4-mapped) address is made canonical first, from a memo, and then takes the same paths.
         slots, static = self._slots, self.static
         learned_ips = self._learned_by_ip
+        if ":" in daddr:
+            canon = self._canon.get(daddr, "")
+            daddr = (self._canonical(daddr) if canon == "" else canon) or ""  # None (not an address): ""
         cur = slots.get(daddr)
         if cur is not None:
             if cur.until is None and cur.history is None and not cur.node:
                 peer = cur.peer if time is None or time >= cur.floor else None
             else:
                 peer = self.lookup(daddr, dport, time)
-        elif ":" in daddr or daddr in self._hostports or daddr in self._backing or static.size \
-                or (learned_ips is not None and daddr in learned_ips):
+        elif daddr and (daddr in self._hostports or daddr in self._backing or static.size
+                        or (learned_ips is not None and daddr in learned_ips)):
             peer = self.lookup(daddr, dport, time)
         else:
-            peer = None  # nobody knows it
+            peer = None  # nobody knows it (or not an address)
         self.resolved += 1
         if peer is None:
             self.unknown += 1
         if not saddr:
             return peer, None
+        if ":" in saddr:
+            canon = self._canon.get(saddr, "")
+            saddr = self._canonical(saddr) if canon == "" else canon
+            if saddr is None:  # not an address
+                return peer, None
         cur = slots.get(saddr)
         if cur is not None and cur.until is None and cur.history is None and not cur.node:
             source = cur.peer if time is None or time >= cur.floor else None  # the API's: nothing to learn
-        elif cur is None and ":" not in saddr and saddr not in self._hostports and saddr not in self._backing:
-            # The API does not know it (an IPv4 address: the common case): the learned index, then the static file.
+        elif cur is None and saddr not in self._hostports and saddr not in self._backing:
+            # The API does not know it (the common case): the learned index, then the static file.
             e = learned_ips.get(saddr) if learned_ips is not None else None
             if e is None:
                 source = static.lookup(saddr) if static.size else None
                 if learn and learned_ips is not None and name is not None \
                         and (source is None or source["via"] in _WEAKER):
                     self.learned.seen_new(saddr, namespace, name, event, pod_of)  # type: ignore[union-attr]
-            elif learn and e.name == name and e.namespace == namespace and e.rival is None:
-                e.last = self.learned.now  # type: ignore[union-attr]  # the event's own pod, seen again
+            elif learn and e.name == name and e.namespace == namespace and (e.rival is None or not static.size):
+                # The event's own pod, seen again: the answer is its own pod or, while a rival claim is recent,
+                # nobody (the static file, which would answer then, is empty) — no source either way.
+                e.last = self.learned.now  # type: ignore[union-attr]
                 return peer, None
             else:
                 source = self._source_slow(saddr, time, learn, namespace, name, event, pod_of)
@@ -245,15 +256,13 @@ class PeerResolver:
 
     def _source_slow(self, saddr: str, time: str | None, learn: bool, namespace: Any, name: Any, event: Any,
                      pod_of: PodOf) -> Peer | None:
-        """The source address's peer in general (IPv6, the API knows it, a learned rival…), learning it."""
+        """The source address's peer in general (the API knows it, a learned rival…), learning it."""
         source = self.lookup(saddr, None, time)
         # Learn only what the API does not answer for (it would win anyway): with the API watched,
         # learning costs something only for addresses outside it (hostNetwork pods, unwatched pods).
         learned = self.learned
         if learned is not None and learn and name is not None and (source is None or source["via"] in _WEAKER):
-            key = saddr if ":" not in saddr else self._canon.get(saddr) or self._canonical(saddr)
-            if key is not None:
-                learned.seen(key, namespace, name, event, pod_of)
+            learned.seen(saddr, namespace, name, event, pod_of)  # saddr is canonical (resolve_seen)
         return source
 
     def resolve_event(self, event: Mapping[str, Any], daddr: str, dport: int | None = None,
