@@ -94,7 +94,10 @@ async def test_two_members_share_the_partitions_and_deliver_every_record(kafka_b
             mine.update({member: await asyncio.to_thread(owned, port + member, raw) for member in (0, 1)})
             return all(mine.values())
 
-        await wait_until(both_own_some, 60, "both members to report their partitions")
+        try:
+            await wait_until(both_own_some, 60, "both members to report their partitions")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; partitions reported per member: {mine}") from None
         assert not mine[0] & mine[1]
         assert mine[0] | mine[1] == set(range(PARTITIONS))
         proc.send_signal(signal.SIGTERM)

@@ -19,6 +19,12 @@ class FakeConsumer:
         self.commits: list[dict[TopicPartition, int]] = []
         self.assigned: set[TopicPartition] = set()
         self.high: dict[TopicPartition, int] = {}
+        self.group_offsets: dict[TopicPartition, int] = {}
+        self.asked: list[TopicPartition] = []
+
+    async def committed(self, tp: TopicPartition) -> int | None:
+        self.asked.append(tp)
+        return self.group_offsets.get(tp)
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         self.commits.append(dict(offsets))
@@ -76,3 +82,25 @@ async def test_lag_is_high_watermark_minus_the_committed_offset() -> None:
     assert source.lag() == {("events", 0): 850}
     await source.revoke({TP})
     assert source.lag() == {}
+
+
+async def test_a_partition_with_nothing_to_fetch_reports_its_lag_from_the_committed_offset() -> None:
+    """A member given a partition whose records another member already processed fetches nothing from it:
+    its lag base is the group's committed offset, asked once per ownership (was: no lag series at all)."""
+    consumer = FakeConsumer()
+    source = source_with(consumer)
+    other = TopicPartition("events", 1)
+    source.assign({TP, other})
+    consumer.assigned = {TP, other}
+    consumer.high.update({TP: 500, other: 70})
+    consumer.group_offsets[TP] = 500  # nothing left to read on TP; `other` was never committed
+    await source._learn_lag_bases(consumer)  # type: ignore[arg-type]
+    assert source.lag() == {("events", 0): 0}
+    await source._learn_lag_bases(consumer)  # type: ignore[arg-type]
+    assert consumer.asked == [TP, other] or consumer.asked == [other, TP]  # once each
+    source._push({other: records(60, 5)})
+    assert source.lag() == {("events", 0): 0, ("events", 1): 10}
+    await source.revoke({TP})
+    source.assign({TP, other})
+    await source._learn_lag_bases(consumer)  # type: ignore[arg-type]
+    assert consumer.asked.count(TP) == 2  # a new ownership asks again

@@ -99,6 +99,7 @@ class KafkaSource:
         # Per owned partition, the committed offset (or, before our first commit, the offset we
         # resumed from): the base of the consumer lag exported as a metric.
         self._lag_base: dict[TopicPartition, int] = {}
+        self._lag_asked: set[TopicPartition] = set()  # owned partitions whose committed offset was asked for
         # Per owned partition, the first offset fetched since it was (re)assigned: an offset below it
         # is a leftover of an earlier ownership (e.g. a commit that failed during a revocation) and
         # committing it would move the group backwards over another owner's progress.
@@ -192,6 +193,8 @@ class KafkaSource:
                 self._set_paused(consumer, False)
                 self._push(await consumer.getmany(timeout_ms=self.config.poll_timeout_ms,
                                                   max_records=self.config.max_records))
+                if self._owned - self._lag_base.keys() - self._lag_asked:
+                    await self._learn_lag_bases(consumer)
         finally:
             self._wake.set()
 
@@ -219,9 +222,23 @@ class KafkaSource:
         self._ready.append(Batch(envelopes, position))
         self._wake.set()
 
+    async def _learn_lag_bases(self, consumer: AIOKafkaConsumer) -> None:
+        """The group's committed offset as the lag base of owned partitions nothing was fetched from yet: a
+        member given a partition with nothing new to read still reports its lag (0), not no series at all.
+        Asked once per ownership; a failed request is asked again on the next poll."""
+        for tp in self._owned - self._lag_base.keys() - self._lag_asked:
+            try:
+                committed = await consumer.committed(tp)
+            except KafkaError:
+                return
+            self._lag_asked.add(tp)
+            if committed is not None and tp in self._owned:
+                self._lag_base.setdefault(tp, committed)  # a fetch or a commit meanwhile knows better
+
     # -- rebalance ---------------------------------------------------------
     def assign(self, assigned: set[TopicPartition]) -> None:
         self._owned = set(assigned)
+        self._lag_asked -= assigned  # a new ownership: its committed offset may have moved
 
     async def revoke(self, revoked: set[TopicPartition]) -> None:
         """Drop unhanded batches of `revoked`, then drain and commit in-flight ones (bounded)."""
