@@ -10,6 +10,9 @@ A checkout from before the restructure (issue 11) has no `tetrapipe` package: it
 `--per-event`: each round also runs both sides on an empty input with the same flags, and each
 side's ratio is taken on CPU time minus that start-up (module imports, config, a peers snapshot
 load...): the marginal cost per event, which a long-running worker pays, apart from the fixed cost.
+`--variant LABEL=FLAGS` (repeatable) adds a side in the same rounds: the after tree with other flags, e.g.
+    compare_trees.py . . --per-event --before-flag=--no-peers-learn --after-flag=--config=DIR/tetrapipe.yaml \
+        --variant "no-learn=--config=DIR/tetrapipe.yaml --no-peers-learn"
 """
 
 from __future__ import annotations
@@ -52,34 +55,46 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--before-flag", action="append", default=[], help="extra flag for the before tree's run")
     parser.add_argument("--after-flag", action="append", default=[], help="extra flag for the after tree's run")
+    parser.add_argument("--variant", action="append", default=[], metavar="LABEL=FLAGS",
+                        help="one more side in the same rounds: the after tree with these (space-separated) flags")
     parser.add_argument("--per-event", action="store_true", help="subtract each side's start-up (an empty input)")
     args = parser.parse_args()
+    sides = {"before": (args.before.resolve(), args.before_flag), "after": (args.after.resolve(), args.after_flag)}
+    for variant in args.variant:
+        label, _, flags = variant.partition("=")
+        sides[label] = (args.after.resolve(), flags.split())
     for mix in args.mix or ["default", "production"]:
-        with tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False) as f:
-            for line in synth.generate(args.events, seed=42, mix=MIXES[mix]):
-                f.write(line + b"\n")
-        times: dict[str, list[float]] = {"before": [], "after": []}
-        if args.per_event:
-            times.update({"before start-up": [], "after start-up": []})
-        try:
-            for _ in range(args.rounds):
-                times["before"].append(cpu_seconds(args.before.resolve(), f.name, args.before_flag))
-                times["after"].append(cpu_seconds(args.after.resolve(), f.name, args.after_flag))
-                if args.per_event:
-                    times["before start-up"].append(cpu_seconds(args.before.resolve(), os.devnull, args.before_flag))
-                    times["after start-up"].append(cpu_seconds(args.after.resolve(), os.devnull, args.after_flag))
-        finally:
-            os.unlink(f.name)
-        med = {k: statistics.median(v) for k, v in times.items()}
-        line = f"{mix}: " + ", ".join(f"{k} {med[k]:.3f} s CPU ({', '.join(f'{x:.2f}' for x in v)})"
-                                      for k, v in times.items()) + f"; after/before {med['after'] / med['before']:.3f}"
-        if args.per_event:
-            per = {side: statistics.median(a - b for a, b in zip(times[side], times[f"{side} start-up"], strict=True))
-                   / args.events * 1e6 for side in ("before", "after")}
-            line += (f"; per event (start-up subtracted, median of rounds): before {per['before']:.2f} µs, "
-                     f"after {per['after']:.2f} µs, after/before {per['after'] / per['before']:.3f}")
-        print(line)
+        print(compare(mix, sides, args.events, args.rounds, args.per_event))
     return 0
+
+
+def compare(mix: str, sides: dict[str, tuple[Path, list[str]]], events: int, rounds: int, per_event: bool) -> str:
+    """One line: each side's median CPU seconds and its ratio to the first side's (per event: start-up subtracted)."""
+    with tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False) as f:
+        for line in synth.generate(events, seed=42, mix=MIXES[mix]):
+            f.write(line + b"\n")
+    times: dict[str, list[float]] = {side: [] for side in sides}
+    startup: dict[str, list[float]] = {side: [] for side in sides}
+    try:
+        for _ in range(rounds):
+            for side, (tree, flags) in sides.items():
+                times[side].append(cpu_seconds(tree, f.name, flags))
+                if per_event:
+                    startup[side].append(cpu_seconds(tree, os.devnull, flags))
+    finally:
+        os.unlink(f.name)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    first = next(iter(sides))
+    line = f"{mix}: " + ", ".join(f"{k} {med[k]:.3f} s CPU ({', '.join(f'{x:.2f}' for x in v)})"
+                                  for k, v in times.items())
+    line += "; " + ", ".join(f"{k}/{first} {med[k] / med[first]:.3f}" for k in list(sides)[1:])
+    if per_event:
+        per = {k: statistics.median(a - b for a, b in zip(times[k], startup[k], strict=True)) / events * 1e6
+               for k in sides}
+        line += ("; per event (start-up subtracted, median of rounds): "
+                 + ", ".join(f"{k} {per[k]:.2f} µs" for k in sides) + "; "
+                 + ", ".join(f"{k}/{first} {per[k] / per[first]:.3f}" for k in list(sides)[1:]))
+    return line
 
 
 if __name__ == "__main__":
