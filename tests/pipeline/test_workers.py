@@ -167,12 +167,18 @@ def gone(pid: int) -> bool:
     return True
 
 
-def test_follow_killed_mid_stream_and_restarted_loses_nothing(tmp_path: Path) -> None:
+def followed_in_two_parts(tmp_path: Path) -> tuple[bytes, bytes, list[bytes], Path]:
+    """12,000 events in two parts (9,000 then 3,000), the output one run of all of them gives, and the followed
+    file holding the first part."""
     events = list(synth.generate(12000, seed=21))
     first, second = b"\n".join(events[:9000]) + b"\n", b"\n".join(events[9000:]) + b"\n"
-    want = expected_output(tmp_path, first + second)
     followed = tmp_path / "followed.log"
     followed.write_bytes(first)
+    return first, second, expected_output(tmp_path, first + second), followed
+
+
+def test_follow_killed_mid_stream_and_restarted_loses_nothing(tmp_path: Path) -> None:
+    first, second, want, followed = followed_in_two_parts(tmp_path)
     with follow(tmp_path, ["--workers", "2"]) as run:
         until(lambda: len(run.worker_pids()) == 2 and len(run.output_lines()) > 0, "the first output")
         run.proc.kill()
@@ -201,11 +207,7 @@ def test_follow_killed_mid_stream_and_restarted_loses_nothing(tmp_path: Path) ->
 def test_follow_worker_killed_is_replaced_nothing_lost_nothing_repeated(tmp_path: Path, when: str) -> None:
     """A worker SIGKILLed with chunks in flight, or while the run waits for more input (which once left the
     parent following forever with a dead worker): replaced, its chunks redone — the output is one run's."""
-    events = list(synth.generate(12000, seed=21))
-    first, second = b"\n".join(events[:9000]) + b"\n", b"\n".join(events[9000:]) + b"\n"
-    want = expected_output(tmp_path, first + second)
-    followed = tmp_path / "followed.log"
-    followed.write_bytes(first)
+    first, second, want, followed = followed_in_two_parts(tmp_path)
     with follow(tmp_path, ["--workers", "2"]) as run:
         until(lambda: len(run.worker_pids()) == 2 and len(run.output_lines()) > 0, "the first output")
         if when == "idle":
