@@ -8,8 +8,8 @@ to a file on /dev/shm (when present), and compares the two outputs byte for byte
 mismatch stops the benchmark.  Printed: per side the median wall time, events/s, the parent
 process's CPU time (what the workers leave to the parent: reading, ordering, stats, writing), the
 workers' CPU time (sampled from /proc) and the parent's peak RSS; then the ratio of the medians
-(goal on 2 cores: >= 1.7).  A shared, noisy machine: read the ratio of interleaved medians, not
-single timings.
+(goal on 2 cores: >= 1.7), and the ceiling those runs allow (see `ceiling`).  A shared, noisy
+machine: read the ratio of interleaved medians, not single timings.
 """
 
 from __future__ import annotations
@@ -138,7 +138,25 @@ def main() -> int:
               f"MiB  (runs: {', '.join(f'{r[0]:.2f}' for r in runs)})")
     print(f"--workers {args.workers} / --workers 1 throughput: {medians[1] / medians[args.workers]:.2f}x  "
           f"(load average after: {load()}: other jobs on the machine distort the ratio)")
+    print(ceiling(sides, args.workers))
     return 0
+
+
+def ceiling(sides: dict[int, list[tuple[float, float, int, float]]], workers: int) -> str:
+    """What the ratio could be at best on this machine, from the same runs.
+
+    `--workers 1` already keeps more than one core busy (its reader and writer threads copy the bytes
+    in system calls while the event loop works), so N workers on C cores can at best be
+    C / (its CPU seconds per wall second) times faster — if they did its CPU work with no overhead.
+    The overhead is the second figure: the CPU `--workers N` spends in all (parent + workers) over
+    what `--workers 1` spends."""
+    cores = min(len(os.sched_getaffinity(0)), workers)
+    one, many = sides[1], sides[workers]
+    busy = statistics.median(r[1] for r in one) / statistics.median(r[0] for r in one)
+    spent = statistics.median(r[1] + r[3] for r in many) / statistics.median(r[1] for r in one)
+    return (f"ceiling: --workers 1 keeps {busy:.2f} cores busy, so {cores} cores allow at most {cores / busy:.2f}x "
+            f"with no overhead; --workers {workers} spends {spent:.2f}x its CPU, which allows "
+            f"{cores / busy / spent:.2f}x")
 
 
 if __name__ == "__main__":

@@ -8,12 +8,17 @@ A format is built once per sink (`tetrapipe.formats.build_format`) and is pure:
 - `lines(envelopes)` is the newline-terminated text a stream sink (stdout, a
   file) writes for a batch — for the default format one join of the bytes the
   processor already rendered, no per-event call.
+
+Optional capability (`Blocks`): `blocks(envelopes)` is that same text as a list of
+blocks whose concatenation is `lines(envelopes)`, for a format whose text already
+exists in large pieces (`--workers`: one rendered block per chunk); the stdout sink
+then hands them to one vectored write instead of copying them into one buffer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from tetrapipe.event.envelope import Envelope
 
@@ -24,6 +29,11 @@ class Format(Protocol):
     def record(self, env: Envelope) -> bytes | None: ...
 
     def lines(self, envelopes: Sequence[Envelope]) -> bytes: ...
+
+
+@runtime_checkable
+class Blocks(Protocol):
+    def blocks(self, envelopes: Sequence[Envelope]) -> list[bytes]: ...
 
 
 def lines_of_records(fmt: Format, envelopes: Sequence[Envelope]) -> bytes:

@@ -218,8 +218,12 @@ class Prerendered:
     def record(self, env: Envelope) -> bytes | None:
         raise NotImplementedError("rendered per batch (lines), never per record")
 
+    def blocks(self, envelopes: Any) -> list[bytes]:
+        """The chunks' blocks, as received (`formats.base.Blocks`: the stdout sink writes them with one writev)."""
+        return [out for env in envelopes if (out := env.out)]
+
     def lines(self, envelopes: Any) -> bytes:
-        blocks = [out for env in envelopes if (out := env.out)]
+        blocks = self.blocks(envelopes)
         if len(blocks) == 1:  # one chunk's block (the usual case): written as received, not copied again
             return blocks[0]
         return b"".join(blocks)

@@ -33,21 +33,34 @@ import msgspec
 
 from tetrapipe.event.envelope import Envelope
 from tetrapipe.formats import build_format
-from tetrapipe.formats.base import Format
+from tetrapipe.formats.base import Blocks, Format
 from tetrapipe.sinks.base import SELECT_ALL, Selection, SinkClosed, SinkContext, SinkError
 
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16  # buffers one writev takes
 
-def write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+
+def write_all(fd: int, data: bytes | list[bytes]) -> None:
+    """Write all of `data` (one buffer, or blocks written in order with vectored writes), continuing short writes."""
+    if not isinstance(data, list):
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        return
+    views = [memoryview(block) for block in data if block]
+    while views:
+        written = os.writev(fd, views[:_IOV_MAX])
+        while views and written >= len(views[0]):  # drop what was written whole, then cut into the next
+            written -= len(views.pop(0))
+        if written:
+            views[0] = views[0][written:]
 
 
 class _Job:
     __slots__ = ("data", "loop", "done", "abandoned")
 
-    def __init__(self, data: bytes, loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:
+    def __init__(self, data: bytes | list[bytes], loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]
+                 ) -> None:
         self.data = data
         self.loop = loop
         self.done = done
@@ -73,8 +86,8 @@ class FdWriter:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
-    async def write(self, data: bytes) -> None:
-        """Return once `data` was written; raise the OSError write(2) raised."""
+    async def write(self, data: bytes | list[bytes]) -> None:
+        """Return once `data` (bytes, or blocks written in order) was written; raise the OSError write(2) raised."""
         loop = asyncio.get_running_loop()
         job = _Job(data, loop, loop.create_future())
         if self._thread is None:
@@ -130,7 +143,9 @@ class StdoutSink:
         return None
 
     async def write(self, envelopes: Sequence[Envelope]) -> None:
-        data = self.format.lines(envelopes)
+        fmt = self.format
+        # blocks already rendered (--workers) go to one vectored write rather than being copied into one buffer
+        data = fmt.blocks(envelopes) if isinstance(fmt, Blocks) else fmt.lines(envelopes)
         if not data:
             return
         try:
