@@ -16,7 +16,8 @@ fresh consumer group and fresh output topics (deleted afterwards):
                inside it; default transaction bounds); its "acknowledgement" is the transaction commit.
                Only on a broker with transactions (Apache Kafka; skipped on Tansu).
 Throughput = events / (time of the last acknowledgement − time the first batch arrived), so group
-join time is excluded from both.  Prints per-round events/s, each relay's CPU time and the broker's
+join time is excluded from both.  Prints per-round events/s, each relay's CPU time (with `--workers`: the
+command and its members over their whole run, start-up and group join included) and the broker's
 (Linux /proc), the medians and the ratio.
 """
 
@@ -26,6 +27,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -162,7 +164,9 @@ async def tetrapipe_cli(opts: dict[str, Any]) -> dict[str, float]:
         proc.terminate()
         proc.wait(60)
         scratch.cleanup()
-    return {"events": opts["events"] - at_first, "seconds": last - first, "cpu": 0.0}
+    # The command and its members (it waits for them), over its whole run: start-up and group join included.
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"events": opts["events"] - at_first, "seconds": last - first, "cpu": usage.ru_utime + usage.ru_stime}
 
 
 async def delete_outputs(bootstrap: str, prefix: str) -> None:
