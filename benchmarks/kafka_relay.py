@@ -236,6 +236,9 @@ def main() -> int:
                              "so rounds measured the disk, not the relays")
     parser.add_argument("--keep-topics", action="store_true",
                         help="keep each round's output topics (the default deletes them after the round)")
+    parser.add_argument("--group-delay-ms", type=int, default=3000,
+                        help="with --workers N > 1 on Apache Kafka: the broker's group.initial.rebalance.delay.ms "
+                             "(default 3000, Kafka's own; the tests' broker uses 0)")
     parser.add_argument("--workers", type=int, default=1,
                         help="with N > 1: compare `tetrapipe run --workers 1` and `--workers N` (the command, N "
                              "consumer group members) instead of naive/tetrapipe; use --partitions >= N")
@@ -251,6 +254,10 @@ def main() -> int:
     if args.broker_dir:
         tempfile.tempdir = args.broker_dir  # where brokers.py makes the broker's work and data directory
     broker = broker_from_env()
+    if args.workers > 1 and hasattr(broker, "group_delay_ms"):
+        # Kafka's default (the tests' broker uses 0): N members starting together join the group's first
+        # generation, rather than one member taking every partition and a rebalance stalling both mid-run.
+        broker.group_delay_ms = args.group_delay_ms
     broker.start()
     if args.events is None:
         args.events = 300_000 if args.workers > 1 else 60_000

@@ -281,6 +281,9 @@ class KafkaBroker(Broker):
             raise BrokerError(f"no Kafka jars in {self.jars}: run `bash tests/kafka/fetch-jars.sh` first")
         self.controller_port = free_port()
         self.config = self.workdir / "server.properties"
+        # 0 for the tests (a group forms at once); benchmarks/kafka_relay.py --workers N uses Kafka's own
+        # default, 3000 ms, so that N members starting together share the first generation of the group.
+        self.group_delay_ms = 0
 
     def _java(self, main: str, *args: str) -> list[str]:
         java = str(Path(os.environ["JAVA_HOME"]) / "bin" / "java") if "JAVA_HOME" in os.environ else "java"
@@ -300,7 +303,8 @@ class KafkaBroker(Broker):
             f"log.dirs={self.workdir / 'data'}", "offsets.topic.replication.factor=1",
             "transaction.state.log.replication.factor=1", "transaction.state.log.min.isr=1",
             "share.coordinator.state.topic.replication.factor=1", "share.coordinator.state.topic.min.isr=1",
-            "min.insync.replicas=1", "group.initial.rebalance.delay.ms=0", "group.min.session.timeout.ms=1000", ""]))
+            "min.insync.replicas=1", f"group.initial.rebalance.delay.ms={self.group_delay_ms}",
+            "group.min.session.timeout.ms=1000", ""]))
         (self.workdir / "log4j2.properties").write_text(
             "appender.out.type=Console\nappender.out.name=OUT\nappender.out.layout.type=PatternLayout\n"
             "appender.out.layout.pattern=[%d] %p %m (%c)%n\nrootLogger.level=INFO\nrootLogger.appenderRef.out.ref=OUT\n")
