@@ -63,10 +63,17 @@ def test_prerendered_is_a_blocks_format_and_its_blocks_join_to_its_lines() -> No
 
 
 async def test_the_stdout_sink_writes_a_blocks_format_through_a_real_pipe() -> None:
-    """Blocks larger than a pipe's buffer, read by another thread: every byte arrives, in order."""
+    """Blocks larger than a pipe's buffer, read by another thread: every byte arrives, in order, through
+    vectored writes — also when the format is swapped in after the sink was built, as `--workers` does."""
     blocks = [bytes([65 + i]) * (300_000 + i) + b"\n" for i in range(5)]
     r, w = os.pipe()
     received = bytearray()
+    vectored: list[int] = []
+    real = os.writev
+
+    def counted(fd: int, buffers: list[memoryview]) -> int:
+        vectored.append(len(buffers))
+        return real(fd, buffers)
 
     def drain() -> None:
         while chunk := os.read(r, 1 << 16):
@@ -74,16 +81,19 @@ async def test_the_stdout_sink_writes_a_blocks_format_through_a_real_pipe() -> N
 
     reader = threading.Thread(target=drain)
     reader.start()
-    sink = StdoutSink(Prerendered("tetrapipe"), fd=w)
-
+    sink = StdoutSink("tetrapipe", fd=w)
+    sink.format = Prerendered("tetrapipe")
+    stdout.os.writev = counted  # type: ignore[assignment]
     try:
         await sink.write([envelope_with(b) for b in blocks])
         await sink.close()
     finally:
+        stdout.os.writev = real  # type: ignore[assignment]
         os.close(w)
         reader.join(10)
         os.close(r)
     assert bytes(received) == b"".join(blocks)
+    assert vectored and vectored[0] == len(blocks)
 
 
 @pytest.mark.parametrize("data", [[], [b"", b""]])

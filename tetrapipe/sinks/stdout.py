@@ -139,13 +139,22 @@ class StdoutSink:
         self.selection = selection
         self._writer = FdWriter(fd if fd is not None else sys.stdout.fileno())
 
+    @property
+    def format(self) -> Format:
+        return self._format
+
+    @format.setter
+    def format(self, fmt: Format) -> None:
+        """Set at start (and by `--workers`, to `Prerendered`): whether it has blocks is decided here, once."""
+        self._format = fmt
+        # blocks already rendered (--workers) go to one vectored write rather than being copied into one buffer
+        self._text = fmt.blocks if isinstance(fmt, Blocks) else fmt.lines
+
     async def start(self) -> None:
         return None
 
     async def write(self, envelopes: Sequence[Envelope]) -> None:
-        fmt = self.format
-        # blocks already rendered (--workers) go to one vectored write rather than being copied into one buffer
-        data = fmt.blocks(envelopes) if isinstance(fmt, Blocks) else fmt.lines(envelopes)
+        data = self._text(envelopes)
         if not data:
             return
         try:
