@@ -157,6 +157,30 @@ async def test_identity_change_relists() -> None:
     assert r.counts["relists"] == 1
 
 
+@pytest.mark.parametrize(("at_list", "at_check", "relists"), [
+    (None, "uid-1", 1),  # a cluster too new to have default/kubernetes at the list: not provably the same
+    (None, None, 0),  # never readable (RBAC without get): the resourceVersion check alone decides
+    ("uid-1", None, 0),  # unreadable for a moment: no evidence of a new store
+    ("uid-1", "uid-1", 0),
+])
+async def test_identity_unknown_on_one_side(at_list: str | None, at_check: str | None, relists: int) -> None:
+    ids = iter([at_list, at_check, at_check])
+
+    async def identity() -> str | None:
+        return next(ids)
+
+    script = Script([
+        Resp(body={"metadata": {"resourceVersion": "5"}, "items": []}),
+        Resp(status=500, body={"message": "boom"}),
+        Resp(body={"metadata": {"resourceVersion": "9"}, "items": []}),  # probe: version fine
+        Resp(body={"metadata": {"resourceVersion": "9"}, "items": []}),  # a relist, or the watch
+    ])
+    r = Reflector("pod", script, Recorder(), identity=identity, **FAST)  # type: ignore[arg-type]
+    await run_until(r, lambda: len(script.calls) >= 4)  # a relist is followed by a 5th call at once
+    assert r.counts["relists"] == relists
+    assert ("watch" in script.calls[3]) == (relists == 0)
+
+
 async def test_empty_watches_back_off_instead_of_spinning() -> None:
     script = Script([Resp(body={"metadata": {"resourceVersion": "1"}, "items": []})]
                     + [Resp(chunks=[]) for _ in range(3)])

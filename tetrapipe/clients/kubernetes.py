@@ -14,7 +14,8 @@ Contract:
   are opaque by the API's contract), or the optional ``identity`` (e.g. the ``default/kubernetes``
   Service's uid, which a new etcd regenerates) changed since the last list, it relists. Without
   the identity a new etcd whose revision has already caught up with ours would go unnoticed: its
-  numbers mean other events.
+  numbers mean other events. An identity unknown at the list (unreadable, or not created yet) but
+  known at the check also relists, once; unreadable at the check never does.
 - Errors back off exponentially with jitter (``backoff_initial`` doubling to ``backoff_max``);
   the delay resets once a watch has delivered something.
 - ``synced`` is set after the first complete list, ``stats()`` has counts and ages.
@@ -207,7 +208,9 @@ class Reflector:
             raise Gone(f"server resourceVersion {server} is below ours ({ours}): its store was reset")
         if self.identity is not None:
             now = await self.identity()
-            if now and self._identity_at_list and now != self._identity_at_list:
+            # Unknown at the list (a cluster so new that default/kubernetes did not exist yet) but known
+            # now: the same store cannot be proven, so relist once; the relist records the identity.
+            if now and now != self._identity_at_list:
                 raise Gone(f"cluster identity changed ({self._identity_at_list} -> {now}): a new store")
 
     # ------------------------------------------------------------------ watch
