@@ -16,10 +16,12 @@ from tetrapipe.cli.main import Peers, build_parser, build_peers
 from tetrapipe.config.root import Config, ConfigFileError, PeersConfig, build_peer_config, load_config
 from tetrapipe.event.decode import LineDecoder
 from tetrapipe.event.envelope import Batch, Envelope
+from tetrapipe.pipeline import processor as processor_module
 from tetrapipe.pipeline.processor import Processor
 from tetrapipe.pipeline.runner import Pipeline
 from tetrapipe.service.metrics import registry_for
 from tetrapipe.service.reload import Loaded, Reloader
+from tetrapipe.transforms.classify import Classifier
 from tetrapipe.transforms.peers import PeerConfig, PeerResolver
 
 STATIC = "peers:\n  - {cidr: 10.40.0.0/16, name: corp-db, kind: database, namespace: infra}\n"
@@ -97,7 +99,8 @@ def test_no_resolver_configured_means_no_per_event_call(processor: Processor, mo
     def boom(*_: object) -> None:
         raise AssertionError("resolver called")
 
-    monkeypatch.setattr(Processor, "_resolve", boom)
+    monkeypatch.setattr(processor_module, "resolve_decoded", boom)
+    monkeypatch.setattr(Classifier, "classify_connection", boom)  # the one pass that also reads the source
     env = run(proc, [tetragon_connect("shop", "web-1", saddr="10.244.1.5", daddr="10.40.3.3")])[0]
     assert env.error is None and "peer" not in tp(env)
 

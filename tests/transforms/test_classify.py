@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
-from tetrapipe.transforms.classify import Classifier, ConfigError, ZoneSpec, destination
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tetrapipe.transforms.classify import Classifier, ConfigError, ZoneSpec, connection, destination
+from tetrapipe.transforms.peers import socket_source
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +115,29 @@ def test_egress_object(classifier):
     egress = classifier.classify({"args": [{"sock_arg": {"daddr": "8.8.8.8", "dport": 53}}]})
     assert (egress.zone, egress.external, egress.daddr, egress.dport, egress.cidr) == (
         "public", True, "8.8.8.8", 53, "0.0.0.0/0")
+
+
+_SOCK = st.fixed_dictionaries({}, optional={"daddr": st.sampled_from(["", "10.0.0.1", "fe80::1%eth0", 7]),
+                                             "saddr": st.sampled_from(["", "10.244.0.5", None, 5]),
+                                             "dport": st.sampled_from([80, None, "x"])})
+_SOCKADDR = st.fixed_dictionaries({}, optional={"addr": st.sampled_from(["", "192.0.2.1"]),
+                                                 "port": st.sampled_from([53, None])})
+_VALUE = st.one_of(_SOCK, st.just({}), st.none(), st.just(0), st.just("s"))
+_ARG = st.one_of(
+    st.fixed_dictionaries({}, optional={"sock_arg": _VALUE, "skb_arg": _VALUE,
+                                        "sockaddr_arg": st.one_of(_SOCKADDR, st.none(), st.just(1)),
+                                        "int_arg": st.just(3)}),
+    st.just("not-a-dict"), st.none())
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.none(), st.lists(_ARG, max_size=4)))
+def test_connection_is_destination_and_socket_source_in_one_pass(args: Any) -> None:
+    """The one-pass reading (with the peer resolver on) gives what the two separate readings give."""
+    body = {"args": args}
+    dest = destination(body)
+    expected = None if dest is None else (*dest, *socket_source(args))
+    assert connection(body) == expected
+    egress, saddr, owned = Classifier(pod_cidrs=["10.244.0.0/16"]).classify_connection(body)
+    assert egress == Classifier(pod_cidrs=["10.244.0.0/16"]).classify(body)
+    assert (saddr, owned) == ((None, False) if dest is None else socket_source(args))

@@ -16,15 +16,15 @@ from tetrapipe.transforms.peer_event import resolve_decoded
 from tetrapipe.transforms.peer_model import canonical_ip, pod_record
 from tetrapipe.transforms.peers import PeerConfig, PeerResolver
 
-CLASSIFY = Classifier(pod_cidrs=["10.244.0.0/16"], service_cidrs=["10.96.0.0/12"]).classify
+CLASSIFY = Classifier(pod_cidrs=["10.244.0.0/16"], service_cidrs=["10.96.0.0/12"]).classify_connection
 
 
 def resolve(r: PeerResolver, event: dict[str, Any]) -> tuple[Any, Any, Any]:
     decoded = LineDecoder().decode(orjson.dumps(event))
     assert decoded is not None
-    egress = CLASSIFY(decoded.vbody)
+    egress, saddr, owned = CLASSIFY(decoded.vbody)
     assert egress is not None
-    peer, source = resolve_decoded(r, decoded, decoded.vbody, egress.daddr, egress.dport)
+    peer, source = resolve_decoded(r, decoded, decoded.vbody, egress.daddr, egress.dport, saddr, owned)
     return peer, source, decoded
 
 

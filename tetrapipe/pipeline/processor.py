@@ -52,7 +52,7 @@ from tetrapipe.event.envelope import Batch, Envelope, Tally, plain_line
 from tetrapipe.event.tags import NO_TAGS
 from tetrapipe.formats.tetrapipe import enriched, enriched_line, tetrapipe_object
 from tetrapipe.pipeline.filtering import mark_redacted, run_keyed, run_stage
-from tetrapipe.transforms.classify import Classifier, Egress
+from tetrapipe.transforms.classify import Classifier
 from tetrapipe.transforms.filter_stage import Stage
 from tetrapipe.transforms.peer_event import resolve_decoded
 from tetrapipe.transforms.peers import PeerResolver
@@ -95,7 +95,8 @@ class Processor:
         decode = decoder.decode
         classify = self.classifier.classify
         tag = self.tagger.tag
-        resolve = self._resolve if self.peers is not None else None
+        peers = self.peers
+        classifier = self.classifier
         stage = self.stage
         good = batch.good
         bad = batch.bad
@@ -143,9 +144,14 @@ class Processor:
             try:
                 body = decoded.vbody
                 if body is not None and decoded.etype != "process_exec" and decoded.etype != "process_exit":
-                    egress = decoded.egress = classify(body)
-                    if egress is not None and resolve is not None:
-                        resolve(decoded, body, egress)
+                    if peers is None:
+                        decoded.egress = classify(body)
+                    else:  # the destination and the source address in one pass over the args
+                        egress, saddr, owned = classifier.classify_connection(body)
+                        decoded.egress = egress
+                        if egress is not None:
+                            decoded.peer, decoded.source_peer = resolve_decoded(
+                                peers, decoded, body, egress.daddr, egress.dport, saddr, owned)
                 tags = tag(decoded)
                 if stage is not None and stage.keyed and (reason := run_keyed(
                         stage, decoded, None, tags.categories)) is not None:
@@ -199,11 +205,6 @@ class Processor:
         copy = Envelope(env.raw, env.position, env.meta, env.received_ns)
         copy.decoded, copy.tags, copy.out = decoded, tags, mark_redacted(out) if redacted else out
         return copy
-
-    def _resolve(self, decoded: Decoded, body: Any, egress: Egress) -> None:
-        """`decoded.peer` / `decoded.source_peer` of a connection event, from the lean view (no second decode)."""
-        assert self.peers is not None
-        decoded.peer, decoded.source_peer = resolve_decoded(self.peers, decoded, body, egress.daddr, egress.dport)
 
     def _rejected(self, env: Envelope, error: BadInput) -> Envelope:
         """The bad record for `env`: itself, or the whole group of partial lines it ended."""

@@ -2,11 +2,12 @@
 
 Contract:
 - :func:`resolve_decoded` returns ``(peer, source)`` (see ``tetrapipe.transforms.peers``) of a
-  connection event whose destination the classifier extracted. The event's time, its own pod's
-  namespace and name, and the first socket argument's source address are read from the lean view
-  (``LeanEvent``/``LeanBody``; plain dicts for an event that fits no model) — no second decode per
-  event. Only a pod the learned index has not seen yet has its whole ``process.pod`` (workload,
-  labels) read, from the event's generic decode, once per pod.
+  connection event whose destination and first socket argument's source address the classifier
+  extracted (``Classifier.classify_connection``, one pass over the args). The event's time and its
+  own pod's namespace and name are read from the lean view (``LeanEvent``/``LeanBody``; plain dicts
+  for an event that fits no model) — no second decode per event. Only a pod the learned index has
+  not seen yet has its whole ``process.pod`` (workload, labels) read, from the event's generic
+  decode, once per pod.
 - Only a ``sock_arg``'s source address teaches the learned index (``peers.socket_source``).
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from tetrapipe.event.decode import Decoded
 from tetrapipe.transforms.peer_learned import pod_itself
-from tetrapipe.transforms.peers import PeerResolver, Resolution, socket_source
+from tetrapipe.transforms.peers import PeerResolver, Resolution
 
 
 def _generic_pod(decoded: Decoded) -> Mapping[str, Any] | None:
@@ -26,22 +27,13 @@ def _generic_pod(decoded: Decoded) -> Mapping[str, Any] | None:
     return pod if type(pod) is dict else None
 
 
-def resolve_decoded(resolver: PeerResolver, decoded: Decoded, body: Any, daddr: str, dport: int | None) -> Resolution:
-    """``(peer, source)`` of one decoded connection event; see the module docstring."""
+def resolve_decoded(resolver: PeerResolver, decoded: Decoded, body: Any, daddr: str, dport: int | None,
+                    saddr: str | None, owned: bool) -> Resolution:
+    """``(peer, source)`` of one decoded connection event; ``saddr``/``owned``: the first socket argument's
+    source address and whether it is a ``sock_arg``'s (``Classifier.classify_connection`` read them with
+    the destination); see the module docstring."""
     view = decoded.view
     if type(view) is not dict:  # the lean view: attributes
-        saddr, owned = None, False
-        for arg in body.args or ():  # socket_source, inlined: a call less per connection event
-            if type(arg) is dict:
-                sock = arg.get("sock_arg")
-                owned = sock is not None
-                if not owned:
-                    sock = arg.get("skb_arg")
-                if type(sock) is dict and sock.get("daddr"):
-                    saddr = sock.get("saddr")
-                    if type(saddr) is not str or not saddr:
-                        saddr = None
-                    break
         stamp = view.time
         if saddr is None:
             return resolver.resolve_seen(daddr, dport, None, None, None, stamp)
@@ -51,7 +43,6 @@ def resolve_decoded(resolver: PeerResolver, decoded: Decoded, body: Any, daddr: 
             return resolver.resolve_seen(daddr, dport, saddr, None, None, stamp)
         return resolver.resolve_seen(daddr, dport, saddr, pod.namespace, pod.name, stamp, decoded, _generic_pod,
                                      owned)
-    saddr, owned = socket_source(body.get("args") if type(body) is dict else None)
     stamp = view.get("time")
     stamp = stamp if type(stamp) is str else None
     process = body.get("process") if type(body) is dict else None
