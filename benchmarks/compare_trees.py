@@ -10,6 +10,8 @@ A checkout from before the restructure (issue 11) has no `tetrapipe` package: it
 `--per-event`: each round also runs both sides on an empty input with the same flags, and each
 side's ratio is taken on CPU time minus that start-up (module imports, config, a peers snapshot
 load...): the marginal cost per event, which a long-running worker pays, apart from the fixed cost.
+`--own-source`: each pod's connections come from one address of its own (`mixes.own_source`) instead of
+the generator's random source addresses (the peer resolver's learning at its worst).
 `--variant LABEL=FLAGS` (repeatable) adds a side in the same rounds: the after tree with other flags, e.g.
     compare_trees.py . . --per-event --before-flag=--no-peers-learn --after-flag=--config=DIR/tetrapipe.yaml \
         --variant "no-learn=--config=DIR/tetrapipe.yaml --no-peers-learn"
@@ -27,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.mixes import MIXES  # noqa: E402
+from benchmarks.mixes import MIXES, own_source  # noqa: E402
 from tests.support import synth  # noqa: E402
 
 FLAGS = ["run", "--quiet", "--pod-cidr", "10.244.0.0/16", "--service-cidr", "10.96.0.0/12"]
@@ -58,21 +60,24 @@ def main() -> int:
     parser.add_argument("--variant", action="append", default=[], metavar="LABEL=FLAGS",
                         help="one more side in the same rounds: the after tree with these (space-separated) flags")
     parser.add_argument("--per-event", action="store_true", help="subtract each side's start-up (an empty input)")
+    parser.add_argument("--own-source", action="store_true",
+                        help="each pod connects from one address of its own (mixes.own_source), not a random one")
     args = parser.parse_args()
     sides = {"before": (args.before.resolve(), args.before_flag), "after": (args.after.resolve(), args.after_flag)}
     for variant in args.variant:
         label, _, flags = variant.partition("=")
         sides[label] = (args.after.resolve(), flags.split())
     for mix in args.mix or ["default", "production"]:
-        print(compare(mix, sides, args.events, args.rounds, args.per_event))
+        print(compare(mix, sides, args.events, args.rounds, args.per_event, args.own_source))
     return 0
 
 
-def compare(mix: str, sides: dict[str, tuple[Path, list[str]]], events: int, rounds: int, per_event: bool) -> str:
+def compare(mix: str, sides: dict[str, tuple[Path, list[str]]], events: int, rounds: int, per_event: bool,
+            own: bool = False) -> str:
     """One line: each side's median CPU seconds and its ratio to the first side's (per event: start-up subtracted)."""
     with tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False) as f:
         for line in synth.generate(events, seed=42, mix=MIXES[mix]):
-            f.write(line + b"\n")
+            f.write((own_source(line) if own else line) + b"\n")
     times: dict[str, list[float]] = {side: [] for side in sides}
     startup: dict[str, list[float]] = {side: [] for side in sides}
     try:
