@@ -10,8 +10,8 @@ A checkout from before the restructure (issue 11) has no `tetrapipe` package: it
 `--per-event`: each round also runs both sides on an empty input with the same flags, and each
 side's ratio is taken on CPU time minus that start-up (module imports, config, a peers snapshot
 load...): the marginal cost per event, which a long-running worker pays, apart from the fixed cost.
-`--own-source`: each pod's connections come from one address of its own (`mixes.own_source`) instead of
-the generator's random source addresses (the peer resolver's learning at its worst).
+`--own-source`: each pod's connections come from addresses of its own, one per family (`mixes.own_source`),
+instead of the generator's random source addresses (the peer resolver's learning at its worst).
 `--variant LABEL=FLAGS` (repeatable) adds a side in the same rounds: the after tree with other flags, e.g.
     compare_trees.py . . --per-event --before-flag=--no-peers-learn --after-flag=--config=DIR/tetrapipe.yaml \
         --variant "no-learn=--config=DIR/tetrapipe.yaml --no-peers-learn"
@@ -61,7 +61,7 @@ def main() -> int:
                         help="one more side in the same rounds: the after tree with these (space-separated) flags")
     parser.add_argument("--per-event", action="store_true", help="subtract each side's start-up (an empty input)")
     parser.add_argument("--own-source", action="store_true",
-                        help="each pod connects from one address of its own (mixes.own_source), not a random one")
+                        help="each pod connects from addresses of its own (mixes.own_source), not random ones")
     args = parser.parse_args()
     sides = {"before": (args.before.resolve(), args.before_flag), "after": (args.after.resolve(), args.after_flag)}
     for variant in args.variant:

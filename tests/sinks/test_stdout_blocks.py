@@ -62,7 +62,7 @@ def test_prerendered_is_a_blocks_format_and_its_blocks_join_to_its_lines() -> No
     assert b"".join(fmt.blocks(envelopes)) == fmt.lines(envelopes)
 
 
-async def test_the_stdout_sink_writes_a_blocks_format_through_a_real_pipe() -> None:
+async def test_the_stdout_sink_writes_a_blocks_format_through_a_real_pipe(monkeypatch: pytest.MonkeyPatch) -> None:
     """Blocks larger than a pipe's buffer, read by another thread: every byte arrives, in order, through
     vectored writes — also when the format is swapped in after the sink was built, as `--workers` does."""
     blocks = [bytes([65 + i]) * (300_000 + i) + b"\n" for i in range(5)]
@@ -83,12 +83,12 @@ async def test_the_stdout_sink_writes_a_blocks_format_through_a_real_pipe() -> N
     reader.start()
     sink = StdoutSink("tetrapipe", fd=w)
     sink.format = Prerendered("tetrapipe")
-    stdout.os.writev = counted  # type: ignore[assignment]
+    monkeypatch.setattr(stdout.os, "writev", counted)
     try:
         await sink.write([envelope_with(b) for b in blocks])
         await sink.close()
     finally:
-        stdout.os.writev = real  # type: ignore[assignment]
+        monkeypatch.undo()  # before the reader thread's last reads and the asserts
         os.close(w)
         reader.join(10)
         os.close(r)

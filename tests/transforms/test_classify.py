@@ -130,6 +130,9 @@ _ARG = st.one_of(
     st.just("not-a-dict"), st.none())
 
 
+_PODS = Classifier(pod_cidrs=["10.244.0.0/16"])  # built once: hypothesis runs the test 500 times
+
+
 @settings(max_examples=500, deadline=None)
 @given(st.one_of(st.none(), st.lists(_ARG, max_size=4)))
 def test_connection_is_destination_and_socket_source_in_one_pass(args: Any) -> None:
@@ -138,6 +141,6 @@ def test_connection_is_destination_and_socket_source_in_one_pass(args: Any) -> N
     dest = destination(body)
     expected = None if dest is None else (*dest, *socket_source(args))
     assert connection(body) == expected
-    egress, saddr, owned = Classifier(pod_cidrs=["10.244.0.0/16"]).classify_connection(body)
-    assert egress == Classifier(pod_cidrs=["10.244.0.0/16"]).classify(body)
+    egress, saddr, owned = _PODS.classify_connection(body)
+    assert egress == _PODS.classify(body)
     assert (saddr, owned) == ((None, False) if dest is None else socket_source(args))
