@@ -9,7 +9,9 @@ A checkout from before the restructure (issue 11) has no `tetrapipe` package: it
 
 `--per-event`: each round also runs both sides on an empty input with the same flags, and each
 side's ratio is taken on CPU time minus that start-up (module imports, config, a peers snapshot
-load...): the marginal cost per event, which a long-running worker pays, apart from the fixed cost.
+load...): the marginal cost per event, which a long-running worker pays, apart from the fixed cost;
+also printed paired: each round's own ratio (its sides ran back to back), median and quartiles.
+The sides' order rotates from round to round.
 `--own-source`: each pod's connections come from addresses of its own, one per family (`mixes.own_source`),
 instead of the generator's random source addresses (the peer resolver's learning at its worst).
 `--variant LABEL=FLAGS` (repeatable) adds a side in the same rounds: the after tree with other flags, e.g.
@@ -81,8 +83,10 @@ def compare(mix: str, sides: dict[str, tuple[Path, list[str]]], events: int, rou
     times: dict[str, list[float]] = {side: [] for side in sides}
     startup: dict[str, list[float]] = {side: [] for side in sides}
     try:
-        for _ in range(rounds):
-            for side, (tree, flags) in sides.items():
+        for i in range(rounds):
+            order = list(sides)[i % len(sides):] + list(sides)[:i % len(sides)]  # no side always first or last
+            for side in order:
+                tree, flags = sides[side]
                 times[side].append(cpu_seconds(tree, f.name, flags))
                 if per_event:
                     startup[side].append(cpu_seconds(tree, os.devnull, flags))
@@ -99,7 +103,19 @@ def compare(mix: str, sides: dict[str, tuple[Path, list[str]]], events: int, rou
         line += ("; per event (start-up subtracted, median of rounds): "
                  + ", ".join(f"{k} {per[k]:.2f} µs" for k in sides) + "; "
                  + ", ".join(f"{k}/{first} {per[k] / per[first]:.3f}" for k in list(sides)[1:]))
+        line += "; paired per round (each round's ratio; median, quartiles): " + ", ".join(
+            f"{k}/{first} {paired(times[k], startup[k], times[first], startup[first])}" for k in list(sides)[1:])
     return line
+
+
+def paired(times: list[float], startup: list[float], base: list[float], base_startup: list[float]) -> str:
+    """The median and quartiles of the per-round ratios of two sides' per-event CPU: the sides of one round
+    ran back to back, so a slow spell of the machine moves both (the medians of each side apart do not pair)."""
+    ratios = [(t - s) / (b - bs) for t, s, b, bs in zip(times, startup, base, base_startup, strict=True)]
+    if len(ratios) < 2:
+        return f"{ratios[0]:.3f}"
+    q1, q2, q3 = statistics.quantiles(ratios, n=4)
+    return f"{q2:.3f} ({q1:.3f}–{q3:.3f})"
 
 
 if __name__ == "__main__":

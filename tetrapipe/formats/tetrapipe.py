@@ -22,6 +22,22 @@ __all__ = ["EMPTY_TP", "UNTAGGED_END", "TetrapipeFormat", "enriched", "enriched_
 
 _encode = msgspec.json.Encoder().encode
 _PLAIN_END = UNTAGGED_END + b"\n"  # enriched(), for most events (no tag, no egress), and its newline
+_PEER_JSON_LIMIT = 16384
+_peer_json: dict[int, tuple[dict, bytes]] = {}  # id(peer) -> (peer, its JSON); the peer is held so its id stays its own
+
+
+def peer_json(peer: dict) -> bytes:
+    """A peer's JSON, encoded once per peer: the resolver hands the same read-only dict to every event that
+    reaches that address (``tetrapipe.transforms.peers``), and encoding one costs about as much as the
+    lookup that found it. Bounded: cleared when full (a peer replaced in the index is then forgotten too)."""
+    hit = _peer_json.get(id(peer))
+    if hit is not None and hit[0] is peer:
+        return hit[1]
+    if len(_peer_json) >= _PEER_JSON_LIMIT:
+        _peer_json.clear()
+    encoded = _encode(peer)
+    _peer_json[id(peer)] = (peer, encoded)
+    return encoded
 
 
 def tetrapipe_object(tags: Tags, decoded: Decoded) -> bytes:
@@ -37,9 +53,9 @@ def tetrapipe_object(tags: Tags, decoded: Decoded) -> bytes:
         return b"".join((tags.head, summaries, b',"egress":', _encode(egress), b"}"))
     parts = [tags.head, summaries, b',"egress":', _encode(egress)]
     if peer is not None:
-        parts += (b',"peer":', _encode(peer))
+        parts += (b',"peer":', peer_json(peer))
     if source is not None:
-        parts += (b',"source":', _encode(source))
+        parts += (b',"source":', peer_json(source))
     parts.append(b"}")
     return b"".join(parts)
 
@@ -68,9 +84,9 @@ def enriched_line(tags: Tags, decoded: Decoded) -> bytes:
     parts = [decoded.raw[:-1], b',"tetrapipe":', tags.head, summaries, b',"egress":', _encode(egress)]
     peer, source = decoded.peer, decoded.source_peer
     if peer is not None:
-        parts += (b',"peer":', _encode(peer))
+        parts += (b',"peer":', peer_json(peer))
     if source is not None:
-        parts += (b',"source":', _encode(source))
+        parts += (b',"source":', peer_json(source))
     parts.append(b"}}")
     return b"".join(parts)
 
