@@ -9,7 +9,9 @@ Contract:
   or a static file's kind; ``via`` says which source answered: ``api``, ``endpointslice``,
   ``learned``, ``static``) or None when unknown — never a guess, and counted in ``unknown``;
   ``source`` is the same for the source address, given only when it is known and is not the
-  event's own pod. The caller adds them as ``tetrapipe.peer`` / ``tetrapipe.source``.
+  event's own pod. The caller adds them as ``tetrapipe.peer`` / ``tetrapipe.source``. The pod's own
+  socket's address (``learn``: a ``sock_arg``'s) is never answered by another pod's learned claim:
+  the event supersedes it (reused: the address moves to this pod; contested: nobody).
   Returned dicts are shared between events: read-only.
 - Precedence, per address: the Kubernetes API (time-aware, see ``peer_index``), then addresses
   learned from the stream (only for addresses the API does not know), then the static file.
@@ -245,6 +247,14 @@ class PeerResolver:
                 # nobody (the static file, which would answer then, is empty) — no source either way.
                 e.last = self.learned.now  # type: ignore[union-attr]
                 return peer, None
+            elif learn and name is not None:
+                # The pod's own socket, at an address learned for another pod: that claim is stale (the address
+                # was reused: this pod takes it over) or contested (both active: nobody). Either way the learned
+                # index does not name the other pod as this event's source — that would be a guess.
+                self.learned.seen(saddr, namespace, name, event, pod_of)  # type: ignore[union-attr]
+                if not static.size:
+                    return peer, None
+                source = self.lookup(saddr, None, time)  # this pod (dropped below), or the static file's
             else:
                 source = self._source_slow(saddr, time, learn, namespace, name, event, pod_of)
         else:
