@@ -1,7 +1,7 @@
 """The peer resolver's cost per event, interleaved read by read so that a noisy machine hits every side alike.
 
 Usage:  .venv/bin/python benchmarks/peer_cost.py DIR/snapshot.json [--mix default] [--events 200000]
-                                                 [--rounds 5] [--own-source] [--whole-rounds 7]
+                                                 [--rounds 9] [--own-source] [--no-whole]
 
 Why not whole runs: on this shared machine two identical `tetrapipe run`s differ by ±15 % (compare_trees.py
 rounds), more than the 10 % budget the resolver is held to (issue 14). Here every side runs in one
@@ -16,9 +16,10 @@ format's join and freeing the batch (every stage that a resolver's answer adds w
 longer output line, the peers it keeps alive); not timed: splitting the read into lines (the same for all).
 
 Printed: each side's µs per event (median of rounds) and its difference from no resolver, which is the
-resolver's cost per event; then the share of the per-event time of a whole run without a resolver
-(`tetrapipe run` on the corpus minus on an empty input, CPU, median of `--whole-rounds`; threads,
-reading, writing and the event loop included), which is what the budget is a share of.
+resolver's cost per event; then its share of the per-event time of a whole run without a resolver
+(`tetrapipe run` on the corpus minus on an empty input, CPU; threads, reading, writing and the event
+loop included), which is what the budget is a share of: one whole run after each round's pass, each
+round's cost over that round's run (the machine's speed drifts between rounds), median and range.
 `--own-source`: each pod connects from addresses of its own (`mixes.own_source`), as real pods do,
 instead of the generator's random source addresses (learning's worst case: every connection a new
 address, claimed by several pods).
@@ -88,12 +89,10 @@ def per_event_us(sides: dict[str, Side], chunks: list[bytes]) -> dict[str, float
     return {name: side.spent_ns / 1e3 / side.events for name, side in sides.items()}
 
 
-def whole_run_us(corpus: str, events: int, rounds: int) -> float:
+def whole_run_us(corpus: str, events: int) -> float:
     """CPU µs per event of `tetrapipe run` without a resolver, start-up (an empty input) subtracted."""
     flags = ["--no-peers-learn"]
-    per = [(cpu_seconds(ROOT, corpus, flags) - cpu_seconds(ROOT, os.devnull, flags)) / events * 1e6
-           for _ in range(rounds)]
-    return statistics.median(per)
+    return (cpu_seconds(ROOT, corpus, flags) - cpu_seconds(ROOT, os.devnull, flags)) / events * 1e6
 
 
 def main() -> int:
@@ -101,8 +100,9 @@ def main() -> int:
     parser.add_argument("snapshot", help="a file from benchmarks/peers.py --write-snapshot DIR")
     parser.add_argument("--mix", choices=sorted(MIXES), default="default")
     parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--whole-rounds", type=int, default=7, help="whole runs for the per-event time (0: none)")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--no-whole", dest="whole", action="store_false",
+                        help="no whole runs (the share of a run's per-event time is not printed)")
     parser.add_argument("--own-source", action="store_true", help="each pod connects from addresses of its own")
     args = parser.parse_args()
     lines = [own_source(line) if args.own_source else line
@@ -118,9 +118,20 @@ def main() -> int:
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
     results: dict[str, list[float]] = {name: [] for name in sides}
-    for _ in range(args.rounds):
-        for name, us in per_event_us(sides, chunks).items():
-            results[name].append(us)
+    wholes: list[float] = []
+    with tempfile.NamedTemporaryFile(suffix=".jsonl") as f:
+        f.write(data)
+        f.flush()
+        for _ in range(args.rounds):
+            for name, us in per_event_us(sides, chunks).items():
+                results[name].append(us)
+            if args.whole:  # right after the pass: the same state of the machine
+                wholes.append(whole_run_us(f.name, args.events))
+    report(args, results, wholes)
+    return 0
+
+
+def report(args: argparse.Namespace, results: dict[str, list[float]], wholes: list[float]) -> None:
     base = statistics.median(results["no resolver"])
     source = "own source addresses" if args.own_source else "the generator's random source addresses"
     print(f"mix={args.mix}, {args.events} events, {source}; process + format + free, thread CPU, "
@@ -128,16 +139,14 @@ def main() -> int:
     for name, xs in results.items():
         print(f"  {name:22s} {statistics.median(xs):6.3f}  ({statistics.median(xs) - base:+.3f})"
               f"   rounds {min(xs):.3f}–{max(xs):.3f}")
-    if args.whole_rounds:
-        with tempfile.NamedTemporaryFile(suffix=".jsonl") as f:
-            f.write(data)
-            f.flush()
-            whole = whole_run_us(f.name, args.events, args.whole_rounds)
-        print(f"whole run without a resolver: {whole:.2f} µs/event (CPU, start-up subtracted, median of "
-              f"{args.whole_rounds}); the resolver's cost as a share of it:")
-        for name, xs in list(results.items())[1:]:
-            print(f"  {name:22s} {(statistics.median(xs) - base) / whole * 100:+.1f} %")
-    return 0
+    if not wholes:
+        return
+    print(f"whole run without a resolver: {statistics.median(wholes):.2f} µs/event (CPU, start-up subtracted, "
+          f"median; rounds {min(wholes):.2f}–{max(wholes):.2f}); the resolver's cost as a share of it, each "
+          "round's cost over that round's whole run (median, range):")
+    for name, xs in list(results.items())[1:]:
+        shares = [(x - b) / w * 100 for x, b, w in zip(xs, results["no resolver"], wholes, strict=True)]
+        print(f"  {name:22s} {statistics.median(shares):+.1f} %   ({min(shares):+.1f} … {max(shares):+.1f})")
 
 
 if __name__ == "__main__":
