@@ -17,12 +17,13 @@ Printed: µs per event per stage, best of the rounds (the least disturbed by oth
 machine), and the total.  A profile for choosing what to work on, not a throughput figure: the
 start-up, the reader and writer threads and the event loop are not in it (throughput.py has those).
 
-`--peers SNAPSHOT` (a file from `benchmarks/peers.py --write-snapshot DIR`): instead, the process and
-format stages only (the stages a peer resolver touches), in interleaved rounds, with no resolver, with
-learning alone, with the snapshot in the API index (learning off), and with both — each resolver built
-once before the rounds (its load is start-up, not a per-event cost), the learned index carried over
-from round to round as in a long run.  Printed: the thread CPU time per event (median and best of the
-rounds) and the difference from no resolver, which is the resolver's per-event cost.
+`--peers SNAPSHOT` (a file from `benchmarks/peers.py --write-snapshot DIR`): instead, the process,
+format and free stages only (the stages a peer resolver touches), every read through each side in turn
+(`benchmarks/peer_cost.py`'s sides), with no resolver, with learning alone, with the snapshot in the API
+index (learning off), and with both — each resolver built once before the rounds (its load is start-up,
+not a per-event cost), the learned index carried over from round to round as in a long run.  Printed:
+the thread CPU time per event (median and best of the rounds) and the difference from no resolver,
+which is the resolver's per-event cost (peer_cost.py also gives its share of a whole run's time).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.mixes import MIXES, write_corpus  # noqa: E402
+from benchmarks.peer_cost import Side, per_event_us  # noqa: E402
 from tetrapipe.event.decode import LineDecoder, _lean  # noqa: E402
 from tetrapipe.formats.tetrapipe import TetrapipeFormat  # noqa: E402
 from tetrapipe.pipeline.processor import Processor  # noqa: E402
@@ -101,37 +103,19 @@ def one_round(chunks: list[bytes]) -> tuple[dict[str, float], int]:
     return spent, source._line
 
 
-def process_and_format(chunks: list[bytes], tagger: Tagger, peers: PeerResolver | None) -> float:
-    """Thread CPU seconds per event of Processor.process and the stdout format over the corpus."""
-    source = StdinSource()
-    processor = Processor(tagger, Classifier(pod_cidrs=["10.244.0.0/16"], service_cidrs=["10.96.0.0/12"]),
-                          LineDecoder(), peers=peers)
-    fmt, spent = TetrapipeFormat(), 0
-    for chunk in chunks:
-        lines = source.splitter.feed(chunk)
-        batch = source._batch(lines, len(chunk), source.splitter.oversized)
-        t0 = time.thread_time_ns()
-        processor.process(batch)
-        out = fmt.lines(batch.good)
-        spent += time.thread_time_ns() - t0
-        del batch, out
-    return spent / 1e9 / source._line
-
-
 def compare_peers(chunks: list[bytes], snapshot: str, rounds: int) -> None:
     snap = {"kubernetes": False, "snapshot": snapshot}
-    resolvers: dict[str, PeerResolver | None] = {
-        "no resolver": None, "learning": PeerResolver(PeerConfig(kubernetes=False)),
-        "snapshot": PeerResolver(PeerConfig(learn=False, **snap)),
-        "snapshot+learning": PeerResolver(PeerConfig(**snap))}
     tagger = Tagger(load_library())
+    sides = {"no resolver": Side(tagger, None), "learning": Side(tagger, PeerResolver(PeerConfig(kubernetes=False))),
+             "snapshot": Side(tagger, PeerResolver(PeerConfig(learn=False, **snap))),
+             "snapshot+learning": Side(tagger, PeerResolver(PeerConfig(**snap)))}
     tune()
-    times: dict[str, list[float]] = {k: [] for k in resolvers}
+    times: dict[str, list[float]] = {k: [] for k in sides}
     for _ in range(rounds):
-        for name, resolver in resolvers.items():
-            times[name].append(process_and_format(chunks, tagger, resolver) * 1e6)
+        for name, us in per_event_us(sides, chunks).items():
+            times[name].append(us)
     base, best = statistics.median(times["no resolver"]), min(times["no resolver"])
-    print(f"process + format, µs/event (thread CPU), {rounds} interleaved rounds:")
+    print(f"process + format + free, µs/event (thread CPU), {rounds} rounds, every read through each side:")
     for name, xs in times.items():
         med = statistics.median(xs)
         print(f"  {name:18s} median {med:6.2f} ({med - base:+.2f})   best {min(xs):6.2f} ({min(xs) - best:+.2f})")

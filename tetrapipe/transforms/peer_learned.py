@@ -91,11 +91,13 @@ class LearnedIndex:
                 and ip not in _NOT_OWNED_EXACT:
             self._learn_slow(ip, namespace, name, event, pod_of, e)
 
-    def seen_new(self, ip: str, namespace: Any, name: Any, event: Any, pod_of: PodOf) -> None:
-        """:meth:`seen` for an address known not to be in the index (the resolver just looked)."""
+    def seen_looked_up(self, ip: str, namespace: Any, name: Any, event: Any, pod_of: PodOf,
+                       e: _Learned | None = None) -> None:
+        """:meth:`seen` for an address the resolver just looked up: ``e`` is its entry (None: not in the
+        index), known not to be this pod's — the index is not read a second time."""
         if type(name) is str and type(namespace) is str and name and not ip.startswith(_NOT_OWNED) \
                 and ip not in _NOT_OWNED_EXACT:
-            self._learn_slow(ip, namespace, name, event, pod_of, None)
+            self._learn_slow(ip, namespace, name, event, pod_of, e)
 
     def _learn_slow(self, ip: str, namespace: str, name: str, event: Any, pod_of: PodOf, e: _Learned | None) -> None:
         if e is None and len(self.by_ip) >= self.max_entries:

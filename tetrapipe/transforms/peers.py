@@ -241,7 +241,7 @@ class PeerResolver:
                 source = static.lookup(saddr) if static.size else None
                 if learn and learned_ips is not None and name is not None \
                         and (source is None or source["via"] in _WEAKER):
-                    self.learned.seen_new(saddr, namespace, name, event, pod_of)  # type: ignore[union-attr]
+                    self.learned.seen_looked_up(saddr, namespace, name, event, pod_of)  # type: ignore[union-attr]
             elif learn and e.name == name and e.namespace == namespace and (e.rival is None or not static.size):
                 # The event's own pod, seen again: the answer is its own pod or, while a rival claim is recent,
                 # nobody (the static file, which would answer then, is empty) — no source either way.
@@ -251,7 +251,7 @@ class PeerResolver:
                 # The pod's own socket, at an address learned for another pod: that claim is stale (the address
                 # was reused: this pod takes it over) or contested (both active: nobody). Either way the learned
                 # index does not name the other pod as this event's source — that would be a guess.
-                self.learned.seen(saddr, namespace, name, event, pod_of)  # type: ignore[union-attr]
+                self.learned.seen_looked_up(saddr, namespace, name, event, pod_of, e)  # type: ignore[union-attr]
                 if not static.size:
                     return peer, None
                 source = self.lookup(saddr, None, time)  # this pod (dropped below), or the static file's
